@@ -1,0 +1,1 @@
+"""Runtime: HTTP edge, request pipeline, wire formats, upstreams, state, audit, CLI."""

@@ -1,0 +1,1 @@
+"""The only code that knows provider JSON shapes. No HTTP client or web framework here."""

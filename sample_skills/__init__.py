@@ -1,0 +1,1 @@
+"""Real example skills, published on first start of skillwarden serve."""

@@ -1,0 +1,1 @@
+"""Publish side: SKILL.md folder -> validated, digested, stored SkillVersion."""
