@@ -1,4 +1,7 @@
-"""Decision engine, pure: allowed-tools rules -> Casbin policy -> Decision. No I/O, no web libraries."""
+"""Decision engine, pure: allowed-tools rules -> Casbin policy -> Decision.
+
+No I/O, no web libraries.
+"""
 
 from pathlib import Path
 
