@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -59,6 +60,19 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.commit()
 
 
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    # Switching a fresh file to WAL needs an exclusive lock and SQLite does not call the busy
+    # handler for it, so two processes opening the same new file at once need a retry here.
+    for attempt in range(100):
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 99:
+                raise
+            time.sleep(0.02)
+
+
 class SqliteDatabase:
     """One sqlite3 connection owned by one worker thread: every call runs there, so the event
     loop never blocks and calls from concurrent tasks are serialised without extra locks."""
@@ -108,7 +122,7 @@ class SqliteDatabase:
         conn = sqlite3.connect(self._path, isolation_level=None)
         try:
             conn.execute("PRAGMA busy_timeout = 5000")
-            conn.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")  # durable enough under WAL, much faster
             conn.executescript(self._schema)
         except BaseException:
