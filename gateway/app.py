@@ -1,0 +1,109 @@
+"""create_app(settings): the FastAPI app, its lifespan (stores, first-start bootstrap) and routes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gateway.api import admin, health
+from gateway.api.responses import admin_error_response
+from gateway.bootstrap import bootstrap, prepare_data_dir
+from gateway.errors import ErrorCode, GatewayError
+from gateway.settings import Settings, load_settings
+from gateway.state.keys import open_key_store
+from skills_registry.manifest import Problem
+from skills_registry.store import open_skill_store
+
+__all__ = ["create_app", "create_app_from_env"]
+
+log = logging.getLogger("skillwarden")
+_HTTP_CODES: dict[int, ErrorCode] = {
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def create_app(
+    settings: Settings, *, run_bootstrap: bool = True, say: Callable[[str], None] = print
+) -> FastAPI:
+    """The gateway app. `say` prints first-start notices (keys shown once) to the terminal."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        prepare_data_dir(settings)
+        skill_store = open_skill_store(settings.storage_url)
+        key_store = open_key_store(settings.storage_url)
+        await skill_store.open()
+        try:
+            await key_store.open()
+            try:
+                app.state.skill_store = skill_store
+                app.state.key_store = key_store
+                app.state.bootstrap = (
+                    await bootstrap(settings, skill_store, key_store, say)
+                    if run_bootstrap
+                    else None
+                )
+                yield
+            finally:
+                await key_store.close()
+        finally:
+            await skill_store.close()
+
+    app = FastAPI(
+        title="Skillwarden",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.settings = settings
+    app.state.skill_count = None
+    app.include_router(health.router)
+    if settings.admin.enabled:
+        app.include_router(admin.router)
+    _install_error_handlers(app)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """uvicorn factory for `serve --workers N`: settings from $SKILLWARDEN_CONFIG and env.
+
+    The CLI has already validated the config and run the bootstrap once, before forking.
+    """
+    return create_app(load_settings(None), run_bootstrap=False)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def on_gateway_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, GatewayError)
+        return admin_error_response(exc)
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = _HTTP_CODES.get(exc.status_code, "invalid_request")
+        return admin_error_response(GatewayError(code, exc.status_code, str(exc.detail)))
+
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        problems = [Problem(".".join(str(p) for p in e["loc"]), e["msg"], "") for e in exc.errors()]
+        error = GatewayError("invalid_request", 422, "invalid request", problems=problems)
+        return admin_error_response(error)
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return admin_error_response(GatewayError("api_error", 500, "internal error"))
+
+    app.add_exception_handler(GatewayError, on_gateway_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(Exception, on_unexpected)

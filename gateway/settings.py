@@ -1,0 +1,258 @@
+"""pydantic models of skillwarden.yaml and load_settings(): file, ${ENV}, SKILLWARDEN_* overrides.
+
+This is the only module that reads the process environment; everything else receives Settings.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import model_validator as _model_validator
+
+from gateway.settings_source import (
+    CONFIG_ENV,
+    deep_merge,
+    env_overrides,
+    expand_env,
+    load_yaml_text,
+)
+from skills_registry.manifest import Problem
+
+__all__ = [
+    "AdminSettings",
+    "AuditSettings",
+    "BudgetSettings",
+    "ConfigInvalid",
+    "ConsumerSettings",
+    "GuardSettings",
+    "ProviderSettings",
+    "RouteTarget",
+    "ServerSettings",
+    "Settings",
+    "SkillPolicy",
+    "load_settings",
+]
+
+
+class ConfigInvalid(Exception):
+    """Raised with every problem of a configuration at once; the gateway never starts on it."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__(f"{len(problems)} problem(s) in configuration")
+        self.problems = problems
+
+
+def _compile_regex(pattern: str) -> str:
+    # Compiled at load so a bad pattern is a config problem, not a runtime 500.
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression: {exc}") from None
+    return pattern
+
+
+def _storage_url(url: str) -> str:
+    if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise ValueError("must be sqlite:///path or postgresql://...")
+    return url
+
+
+def _state_url(url: str) -> str:
+    if url != "memory" and not url.startswith(("redis://", "rediss://")):
+        raise ValueError("must be memory or redis://...")
+    return url
+
+
+Regex = Annotated[str, AfterValidator(_compile_regex)]
+StorageUrl = Annotated[str, AfterValidator(_storage_url)]
+Window = Literal["minute", "hour", "day", "month"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=256)
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)  # LLM request bodies
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    request_timeout_s: float = Field(600.0, gt=0)
+
+
+class AdminSettings(_Model):
+    enabled: bool = True
+    max_upload_bytes: int = Field(16 * 1024 * 1024, ge=1024)  # POST /admin/skills bodies
+    publish_sample_skills: bool = True  # on first start, and idempotently afterwards
+    create_keys: bool = True  # an admin and an agent key when none exist
+
+
+class ProviderSettings(_Model):
+    type: Literal["anthropic", "openai", "openai_compatible", "demo"]
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    models: list[str] = []  # allow-list; empty = any model
+    headers: dict[str, str] = {}
+    timeout_s: float = Field(600.0, gt=0)
+    connect_timeout_s: float = Field(10.0, gt=0)
+    max_retries: int = Field(2, ge=0, le=10)
+    breaker_failures: int = Field(5, ge=1)  # consecutive failures that open the circuit
+    breaker_cooldown_s: float = Field(30.0, gt=0)
+    prices: dict[str, dict[Literal["input_per_mtok", "output_per_mtok"], float]] = {}
+
+
+class RouteTarget(_Model):
+    provider: str
+    priority: int = 0  # lower is tried first
+    weight: int = Field(1, ge=0)  # share within one priority
+    models: list[str] = []  # model allow-list (globs); empty = any
+    aliases: dict[str, str] = {}  # requested model -> provider model
+
+
+class BudgetSettings(_Model):
+    window: Window
+    scope: Literal["skill", "consumer"] = "skill"  # per skill, or per (consumer, skill)
+    tokens: int | None = Field(None, ge=0)
+    requests: int | None = Field(None, ge=0)
+
+    @_model_validator(mode="after")
+    def _needs_a_limit(self) -> BudgetSettings:
+        if self.tokens is None and self.requests is None:
+            raise ValueError("a budget needs tokens or requests")
+        return self
+
+
+class GuardSettings(_Model):
+    allow: list[Regex] = []  # when non-empty, user content must match one
+    deny: list[Regex] = []
+    roles: Literal["user", "all"] = "user"
+    whole_history: bool = False  # else only the latest turn
+
+
+class SkillPolicy(_Model):
+    mode: Literal["filter", "reject", "observe"] | None = None
+    response_mode: Literal["redact", "error"] | None = None
+    always_allowed: list[str] | None = None
+    budgets: list[BudgetSettings] = []
+    routes: list[RouteTarget] | None = None
+    guard: GuardSettings | None = None
+    no_skill: str | None = None  # only under "*": "deny" or a baseline skill name
+
+
+class ConsumerSettings(_Model):
+    skills: list[str] | None = None  # None = every skill
+    api_keys: list[SecretStr] = []  # plaintext keys, usually from ${ENV}
+    budgets: list[BudgetSettings] = []
+
+
+class AuditSettings(_Model):
+    storage: StorageUrl | None = None  # default: the main storage URL
+    store_bodies: bool = False
+    redact: list[Regex] = []  # applied to stored bodies
+    queue_size: int = Field(10_000, ge=1)
+    retention_days: int | None = Field(None, ge=1)
+
+
+class Settings(_Model):
+    server: ServerSettings = ServerSettings()
+    admin: AdminSettings = AdminSettings()
+    data_dir: Path = Path(".skillwarden")
+    storage: StorageUrl = ""  # default sqlite:///<data_dir>/skillwarden.db
+    state: Annotated[str, AfterValidator(_state_url)] = "memory"
+    providers: dict[str, ProviderSettings] = {}
+    routes: list[RouteTarget] = []
+    skills: dict[str, SkillPolicy] = {}
+    consumers: dict[str, ConsumerSettings] = {}
+    guard: GuardSettings = GuardSettings()
+    audit: AuditSettings = AuditSettings()
+
+    @_model_validator(mode="before")
+    @classmethod
+    def _default_storage(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("storage"):
+            data_dir = Path(str(data.get("data_dir") or ".skillwarden"))
+            data = {**data, "storage": f"sqlite:///{data_dir.absolute() / 'skillwarden.db'}"}
+        return data
+
+    @property
+    def storage_url(self) -> str:
+        return self.storage
+
+    @property
+    def audit_storage_url(self) -> str:
+        return self.audit.storage or self.storage
+
+
+def _semantic_problems(settings: Settings) -> list[Problem]:
+    """Cross-field rules pydantic cannot see field by field."""
+    problems: list[Problem] = []
+    known = set(settings.providers) | {"demo"}
+    targets = [(f"routes.{i}", r) for i, r in enumerate(settings.routes)]
+    for name, policy in settings.skills.items():
+        targets += [(f"skills.{name}.routes.{i}", r) for i, r in enumerate(policy.routes or [])]
+        if policy.no_skill is not None and name != "*":
+            problems.append(Problem(f"skills.{name}.no_skill", "allowed only under '*'", name))
+    for path, route in targets:
+        if route.provider not in known:
+            problems.append(Problem(f"{path}.provider", "unknown provider", route.provider))
+    return problems
+
+
+def _pydantic_problems(exc: ValidationError, origins: Mapping[str, str]) -> list[Problem]:
+    problems = []
+    for err in exc.errors():
+        path = ".".join(str(part) for part in err["loc"]) or "<root>"
+        rule = err["msg"].removeprefix("Value error, ")
+        origin = next((v for p, v in origins.items() if path == p or path.startswith(p + ".")), "")
+        if origin:
+            path = f"{path} (from {origin})"
+        value = err.get("input")
+        shown = "" if isinstance(value, dict | list) else str(value)
+        problems.append(Problem(path, rule, _redact(path, shown)))
+    return problems
+
+
+def _redact(path: str, value: str) -> str:
+    # Problem lists are printed and returned over HTTP: never echo a secret back.
+    return "<redacted>" if ("api_key" in path or "secret" in path) and value else value
+
+
+def load_settings(
+    path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Load, expand and validate; raises ConfigInvalid listing every problem at once.
+
+    path None means $SKILLWARDEN_CONFIG, else built-in defaults. env None means os.environ.
+    overrides (e.g. CLI flags) win over the file and the environment.
+    """
+    environ: Mapping[str, str] = os.environ if env is None else env
+    if path is None and environ.get(CONFIG_ENV):
+        path = Path(environ[CONFIG_ENV])
+    raw: dict[str, Any] = {}
+    problems: list[Problem] = []
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigInvalid([Problem(str(path), "cannot read file", str(exc))]) from None
+        raw, problems = load_yaml_text(text, str(path))
+    raw, env_problems = expand_env(raw, environ)
+    problems += env_problems
+    from_env, origins = env_overrides(environ)
+    merged = deep_merge(deep_merge(raw, from_env), overrides or {})
+    try:
+        settings = Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigInvalid(problems + _pydantic_problems(exc, origins)) from None
+    problems += _semantic_problems(settings)
+    if problems:
+        raise ConfigInvalid(problems)
+    return settings
