@@ -1,0 +1,45 @@
+"""Anthropic Messages API (`POST /v1/messages`): requests, responses, streams and errors."""
+
+from gateway.formats.anthropic_messages.errors import (
+    error_body,
+    error_type,
+    rerender_upstream_error,
+    stream_error_event,
+)
+from gateway.formats.anthropic_messages.request import (
+    MessagesRequest,
+    active_skill,
+    edit_tools,
+    offered_tools,
+    parse_request,
+    tool_choice,
+    with_tools,
+    working_directory,
+)
+from gateway.formats.anthropic_messages.response import (
+    apply_verdicts,
+    parse_response,
+    tool_calls,
+    usage,
+)
+from gateway.formats.anthropic_messages.stream import StreamGate
+
+__all__ = [
+    "MessagesRequest",
+    "StreamGate",
+    "active_skill",
+    "apply_verdicts",
+    "edit_tools",
+    "error_body",
+    "error_type",
+    "offered_tools",
+    "parse_request",
+    "parse_response",
+    "rerender_upstream_error",
+    "stream_error_event",
+    "tool_calls",
+    "tool_choice",
+    "usage",
+    "with_tools",
+    "working_directory",
+]
