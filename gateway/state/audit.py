@@ -1,0 +1,227 @@
+"""Audit records, their hash-chain serialisation, and the AuditStore Protocol.
+
+A record is hashed as sha256(prev_hash + canonical JSON of the record without `hash`); the
+canonical form is orjson with sorted keys and a fixed timestamp format, so the stored bytes
+are exactly the bytes that were hashed. Backends: audit_sqlite.py, audit_postgres.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol, TypedDict, get_args
+
+import orjson
+
+__all__ = [
+    "GENESIS_HASH",
+    "AuditFlushError",
+    "AuditRecord",
+    "AuditStore",
+    "Decision",
+    "RecordKind",
+    "ToolCallEntry",
+    "VerifyResult",
+    "canonical_bytes",
+    "chain_hash",
+    "format_ts",
+    "link",
+    "open_audit_store",
+    "parse_ts",
+    "record_from_json",
+    "record_to_dict",
+]
+
+Decision = Literal["allow", "deny", "partial"]
+RecordKind = Literal["request", "tool_check"]
+
+# prev_hash of the first record: a fixed value, so deleting the first record is detectable.
+GENESIS_HASH = "0" * 64
+# Always with microseconds and Z: one datetime has exactly one text form (stable hashes), and
+# the text sorts chronologically (SQLite compares it as a string).
+_TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_STR_LISTS = ("reasons", "tools_offered", "tools_removed")
+_DICT_LISTS = ("tool_calls", "upstream_attempts")
+
+
+class ToolCallEntry(TypedDict):
+    """The documented shape of one `tool_calls` entry (plain dicts are accepted)."""
+
+    name: str
+    input_digest: str
+    decision: str
+    rule: str | None
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditRecord:
+    """One request or tool-call check. There is deliberately no field for headers or bodies:
+    secrets cannot reach the audit log through this type. `prev_hash`/`hash` are set by the
+    store when the record joins the chain; callers leave them empty."""
+
+    request_id: str
+    endpoint: str
+    decision: Decision
+    status: int = 0
+    kind: RecordKind = "request"
+    id: str = field(default_factory=_new_id)
+    ts: datetime = field(default_factory=_now)
+    consumer: str | None = None
+    skill: str | None = None
+    skill_version: str | None = None
+    skill_digest: str | None = None
+    bound_by: str | None = None  # how the skill was bound: skill_tool_call | header | ...
+    session_id: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    reasons: Sequence[str] = ()
+    tools_offered: Sequence[str] = ()
+    tools_removed: Sequence[str] = ()
+    tool_calls: Sequence[Mapping[str, Any]] = ()  # ToolCallEntry-shaped
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+    latency_ms: float = 0.0
+    upstream_attempts: Sequence[Mapping[str, Any]] = ()
+    prev_hash: str = ""
+    hash: str = ""
+
+    def __post_init__(self) -> None:
+        if self.decision not in get_args(Decision):
+            raise ValueError(f"decision must be allow|deny|partial, not {self.decision!r}")
+        if self.kind not in get_args(RecordKind):
+            raise ValueError(f"kind must be request|tool_check, not {self.kind!r}")
+        if self.ts.tzinfo is None:
+            raise ValueError("ts must be timezone-aware")
+        # Frozen: normalise through object.__setattr__ so lists passed by callers become
+        # tuples (the record cannot change after it was hashed) and ts is UTC.
+        object.__setattr__(self, "ts", self.ts.astimezone(UTC))
+        for name in _STR_LISTS:
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        for name in _DICT_LISTS:
+            object.__setattr__(self, name, tuple(dict(d) for d in getattr(self, name)))
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(AuditRecord))
+
+
+def format_ts(ts: datetime) -> str:
+    """The one text form of a timestamp in the audit log (UTC, microseconds, Z)."""
+    return ts.astimezone(UTC).strftime(_TS_FORMAT)
+
+
+def parse_ts(text: str) -> datetime:
+    """Inverse of format_ts (also accepts any ISO 8601 form with an offset)."""
+    ts = datetime.fromisoformat(text)
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
+def record_to_dict(record: AuditRecord, *, with_hash: bool = True) -> dict[str, Any]:
+    """JSON-ready dict of every field (what `--format jsonl` prints)."""
+    data = {name: getattr(record, name) for name in _FIELD_NAMES}
+    data["ts"] = format_ts(record.ts)
+    for name in (*_STR_LISTS, *_DICT_LISTS):
+        data[name] = list(data[name])
+    if not with_hash:
+        del data["hash"]
+    return data
+
+
+def canonical_bytes(record: AuditRecord) -> bytes:
+    """The hashed and stored form: sorted keys, no `hash` field."""
+    return orjson.dumps(record_to_dict(record, with_hash=False), option=orjson.OPT_SORT_KEYS)
+
+
+def chain_hash(prev_hash: str, body: bytes) -> str:
+    return hashlib.sha256(prev_hash.encode("ascii") + body).hexdigest()
+
+
+def link(record: AuditRecord, prev_hash: str) -> tuple[AuditRecord, bytes]:
+    """Attach the record to the chain after prev_hash; returns it with its hash, and its body."""
+    linked = replace(record, prev_hash=prev_hash, hash="")
+    body = canonical_bytes(linked)
+    return replace(linked, hash=chain_hash(prev_hash, body)), body
+
+
+def record_from_json(body: bytes | str, hash_: str) -> AuditRecord:
+    """Rebuild a stored record. Unknown keys are ignored and missing ones take their
+    defaults, so records written by older or newer versions still load."""
+    data = orjson.loads(body)
+    kwargs = {k: v for k, v in data.items() if k in _FIELD_NAMES and k != "hash"}
+    kwargs["ts"] = parse_ts(kwargs["ts"])
+    return AuditRecord(**kwargs, hash=hash_)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    ok: bool
+    checked: int  # records whose link verified before the first break (all of them when ok)
+    first_broken_id: str | None = None  # None when ok, or when the break is after the last record
+    reason: str | None = None
+
+
+class AuditFlushError(Exception):
+    """close() could not write every record in time; they are attached, never dropped quietly."""
+
+    def __init__(self, records: Sequence[AuditRecord], cause: str) -> None:
+        super().__init__(f"{len(records)} audit record(s) not confirmed written: {cause}")
+        self.records = list(records)
+
+
+class AuditStore(Protocol):
+    async def open(self) -> None:
+        """Connect, create the schema if needed, start the writer task."""
+
+    async def close(self) -> None:
+        """Write everything accepted so far, then disconnect; AuditFlushError on timeout."""
+
+    async def append(self, record: AuditRecord) -> None:
+        """Enqueue for the writer; returns at once unless the queue is full, then waits for
+        room (backpressure, never a drop). Raises RuntimeError when the store is closed."""
+
+    async def flush(self) -> None:
+        """Wait until every record appended before this call is written."""
+
+    async def query(
+        self,
+        *,
+        skill: str | None = None,
+        since: datetime | None = None,
+        decision: Decision | None = None,
+        limit: int = 100,
+    ) -> list[AuditRecord]:
+        """The `limit` newest matching records, oldest first (chain order)."""
+
+    async def verify(self) -> VerifyResult:
+        """Walk the whole chain and report the first broken link."""
+
+
+def open_audit_store(
+    url: str, *, max_queue: int = 10_000, batch_size: int = 256, close_timeout: float = 30.0
+) -> AuditStore:
+    """sqlite:///path (or sqlite:///:memory:) or postgresql://...; call open() next."""
+    opts: dict[str, Any] = {
+        "max_queue": max_queue,
+        "batch_size": batch_size,
+        "close_timeout": close_timeout,
+    }
+    if url.startswith("sqlite:"):
+        from gateway.state.audit_sqlite import SqliteAuditStore
+
+        return SqliteAuditStore(url, **opts)
+    if url.startswith(("postgresql:", "postgres:")):
+        from gateway.state.audit_postgres import PostgresAuditStore
+
+        return PostgresAuditStore(url, **opts)
+    raise ValueError(f"unsupported storage URL scheme: {url.split(':', 1)[0]!r}")
