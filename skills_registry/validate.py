@@ -17,6 +17,7 @@ from typing import Any
 from jsonschema import Draft202012Validator, ValidationError
 
 from policies.rules import RuleSyntaxError, split_allowed_tools
+from skills_registry.compile import parse_rules
 from skills_registry.manifest import Manifest, Problem
 from skills_registry.parse import display
 
@@ -169,9 +170,10 @@ def _split_tools(value: object) -> tuple[tuple[str, ...] | None, list[Problem]]:
     if not isinstance(value, str | list) or not all(isinstance(v, str) for v in value):
         return None, []  # the schema has reported the wrong type
     try:
-        return tuple(split_allowed_tools(value)), []
+        entries = tuple(split_allowed_tools(value))
     except RuleSyntaxError as exc:
         return None, [Problem("allowed-tools", exc.reason, display(exc.entry))]
+    return entries, parse_rules(entries)[2]  # every entry must be a rule we can enforce
 
 
 def validate_frontmatter(
