@@ -1,4 +1,4 @@
-"""create_app(settings): the FastAPI app, its lifespan (stores, first-start bootstrap) and routes."""
+"""create_app(settings): the FastAPI app, its lifespan (stores, bootstrap) and routes."""
 
 from __future__ import annotations
 

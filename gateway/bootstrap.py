@@ -10,12 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from skills_registry.publish import publish_skill
-
 import sample_skills
 from gateway.settings import Settings
 from gateway.state.keys import ApiKeyStore
 from skills_registry.manifest import SkillInvalid
+from skills_registry.publish import publish_skill
 from skills_registry.store import SkillStore
 
 __all__ = ["BootstrapReport", "bootstrap", "prepare_data_dir", "sample_skill_dirs"]
@@ -38,8 +37,12 @@ class BootstrapReport:
 
 
 def prepare_data_dir(settings: Settings) -> None:
-    """Create the data directory (the SQLite file lives there by default)."""
+    """Create the data directory, and the SQLite file's folder when storage is elsewhere."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.storage_url.startswith("sqlite:///"):
+        path = settings.storage_url.removeprefix("sqlite:///").split("?", 1)[0]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
 def sample_skill_dirs(root: Path) -> list[Path]:

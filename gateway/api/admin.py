@@ -1,4 +1,4 @@
-"""Admin API: publish skills (zip, tar.gz or SKILL.md text) and read the registry. Admin key only."""
+"""Admin API: publish skills (zip, tar.gz or SKILL.md text), read the registry. Admin key only."""
 
 from __future__ import annotations
 

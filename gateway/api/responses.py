@@ -1,4 +1,4 @@
-"""orjson JSON responses for the gateway's own endpoints (FastAPI's ORJSONResponse is deprecated)."""
+"""orjson responses for the gateway's own endpoints (FastAPI's ORJSONResponse is deprecated)."""
 
 from __future__ import annotations
 
