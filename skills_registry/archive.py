@@ -150,11 +150,13 @@ def _zip_kind(info: zipfile.ZipInfo) -> str | None:
     if info.flag_bits & 0x1:
         return "encrypted members are not allowed"
     mode = info.external_attr >> 16
-    if info.create_system == 3 and mode:  # Unix attributes are present
-        if stat.S_ISLNK(mode):
-            return "symbolic links are not allowed"
-        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-            return "device files, FIFOs and sockets are not allowed"
+    # Only Unix-made zips carry a file type, and many tools leave its bits at 0 (= plain file).
+    if info.create_system != 3 or stat.S_IFMT(mode) == 0:
+        return None
+    if stat.S_ISLNK(mode):
+        return "symbolic links are not allowed"
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        return "device files, FIFOs and sockets are not allowed"
     return None
 
 
