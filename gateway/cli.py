@@ -36,6 +36,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,  # rich tracebacks print locals, which may hold secrets
     add_completion=False,
 )
+
+
+@app.callback(
+    epilog="Example: skillwarden publish sample_skills/code-review && skillwarden serve",
+)
+def _root() -> None:
+    """Skillwarden: a governance gateway for AI agents that use Agent Skills."""
+
+
 config_app = typer.Typer(help="Validate configuration files.", no_args_is_help=True)
 app.add_typer(skills_app, name="skills")
 app.add_typer(config_app, name="config")

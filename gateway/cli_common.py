@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
+import sys
 from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -34,9 +36,10 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-# Wide enough that problem values are not wrapped mid-word in CI logs and pipes.
-console = Console(highlight=False, soft_wrap=False)
-err_console = Console(stderr=True, highlight=False)
+# Off a terminal (pipes, CI logs) rich would wrap at 80 columns; lines are kept whole instead.
+_WIDTH = None if sys.stdout.isatty() else 200
+console = Console(highlight=False, soft_wrap=True, width=_WIDTH)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
 
 
 class CliError(Exception):
@@ -95,6 +98,10 @@ def data_dir_override(data_dir: Path | None) -> dict[str, Any]:
 async def opened_skill_store(settings: Settings) -> AsyncIterator[SkillStore]:
     """The configured skill store, opened; an unreachable database is a CliError."""
     url = settings.storage_url
+    # The pool logs every failed attempt; the user gets one line from us instead.
+    pool_log = logging.getLogger("psycopg.pool")
+    level = pool_log.level
+    pool_log.setLevel(logging.CRITICAL)
     try:
         if url.startswith("sqlite:"):
             prepare_data_dir(settings)
@@ -102,6 +109,8 @@ async def opened_skill_store(settings: Settings) -> AsyncIterator[SkillStore]:
         await store.open()
     except Exception as exc:  # any driver error: the user needs the URL and the reason
         raise CliError(f"cannot open storage {redact_url(url)}: {_one_line(exc)}") from None
+    finally:
+        pool_log.setLevel(level)
     try:
         yield store
     finally:
