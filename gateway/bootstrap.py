@@ -57,6 +57,8 @@ async def bootstrap(
     report = BootstrapReport()
     if settings.admin.publish_sample_skills:
         await _publish_samples(skills, report)
+        if report.published:
+            say("Published the sample skills: " + ", ".join(report.published))
     if settings.admin.create_keys:
         await _create_keys(keys, report, say)
     if not any(p.api_key is not None or p.type == "demo" for p in settings.providers.values()):
@@ -75,8 +77,6 @@ async def _publish_samples(skills: SkillStore, report: BootstrapReport) -> None:
             continue
         target = report.published if result.status == "published" else report.unchanged
         target.append(result.version.ref)
-    if report.published:
-        log.info("published sample skills: %s", ", ".join(report.published))
 
 
 async def _create_keys(keys: ApiKeyStore, report: BootstrapReport, say: Say) -> None:
