@@ -24,7 +24,7 @@ from gateway.state.audit import (
     record_from_json,
 )
 from gateway.state.audit_chain import ChainVerifier, StoredRow
-from gateway.state.audit_writer import QueuedAuditWriter
+from gateway.state.audit_writer import QueuedAuditWriter, reconcile_retry
 
 __all__ = ["PostgresAuditStore"]
 
@@ -86,7 +86,7 @@ class PostgresAuditStore(QueuedAuditWriter):
     async def _write_batch(self, batch: Sequence[AuditRecord], retry: bool) -> None:
         async with self._pool.connection() as conn, conn.transaction():
             if retry:
-                batch = await _unstored(conn, batch)
+                batch = reconcile_retry(batch, await _stored_bodies(conn, batch))
             cur = await conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
             head_row = await cur.fetchone()
             if head_row is None:
@@ -156,10 +156,10 @@ class PostgresAuditStore(QueuedAuditWriter):
         return verifier.result(head_seq, head_hash)
 
 
-async def _unstored(conn: AsyncConnection[Any], batch: Sequence[AuditRecord]) -> list[AuditRecord]:
-    """On a retry, drop the records an earlier attempt committed before its error reached us."""
+async def _stored_bodies(
+    conn: AsyncConnection[Any], batch: Sequence[AuditRecord]
+) -> dict[str, str]:
     cur = await conn.execute(
-        "SELECT id FROM audit_records WHERE id = ANY(%s)", ([r.id for r in batch],)
+        "SELECT id, body FROM audit_records WHERE id = ANY(%s)", ([r.id for r in batch],)
     )
-    stored = {row[0] for row in await cur.fetchall()}
-    return [r for r in batch if r.id not in stored]
+    return {id_: body for id_, body in await cur.fetchall()}

@@ -23,7 +23,7 @@ from gateway.state.audit import (
     record_from_json,
 )
 from gateway.state.audit_chain import ChainVerifier, StoredRow
-from gateway.state.audit_writer import QueuedAuditWriter
+from gateway.state.audit_writer import QueuedAuditWriter, reconcile_retry
 from skills_registry.store_sqlite import SqliteDatabase, sqlite_path, transaction
 
 __all__ = ["SqliteAuditStore"]
@@ -111,7 +111,7 @@ class SqliteAuditStore(QueuedAuditWriter):
 def _write(conn: sqlite3.Connection, batch: Sequence[AuditRecord], retry: bool) -> None:
     with transaction(conn):  # BEGIN IMMEDIATE: the write lock is the chain-head lock
         if retry:
-            batch = [r for r in batch if not _stored(conn, r.id)]
+            batch = reconcile_retry(batch, _stored_bodies(conn, batch))
         seq, head = conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
         rows = []
         for record in batch:
@@ -126,11 +126,10 @@ def _write(conn: sqlite3.Connection, batch: Sequence[AuditRecord], retry: bool) 
         conn.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (seq, head))
 
 
-def _stored(conn: sqlite3.Connection, record_id: str) -> bool:
-    return (
-        conn.execute("SELECT 1 FROM audit_records WHERE id = ?", (record_id,)).fetchone()
-        is not None
-    )
+def _stored_bodies(conn: sqlite3.Connection, batch: Sequence[AuditRecord]) -> dict[str, str]:
+    sql = "SELECT body FROM audit_records WHERE id = ?"
+    found = {r.id: conn.execute(sql, (r.id,)).fetchone() for r in batch}
+    return {id_: row[0] for id_, row in found.items() if row is not None}
 
 
 def _verify(conn: sqlite3.Connection) -> VerifyResult:

@@ -13,11 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+
+import orjson
 
 from gateway.state.audit import AuditFlushError, AuditRecord, canonical_bytes
 
-__all__ = ["QueuedAuditWriter"]
+__all__ = ["QueuedAuditWriter", "reconcile_retry"]
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +142,36 @@ class QueuedAuditWriter:
                 )
                 await asyncio.sleep(min(_MAX_BACKOFF_S, 0.05 * 2 ** min(attempt, 8)))
                 attempt += 1
+
+
+def reconcile_retry(
+    batch: Sequence[AuditRecord], stored: Mapping[str, str | bytes]
+) -> list[AuditRecord]:
+    """Before retrying a batch, given the stored bodies of its ids: skip the records an earlier
+    attempt did commit, and give a fresh id to a record whose id is taken by other content (a
+    caller reusing an id must not wedge the writer on a unique violation forever)."""
+    todo: list[AuditRecord] = []
+    seen: set[str] = set()
+    for record in batch:
+        body = stored.get(record.id)
+        if body is not None and _is_stored_as(record, body):
+            continue
+        if body is not None or record.id in seen:
+            fresh = uuid.uuid4().hex
+            log.error("audit record id %s is already used; stored as %s", record.id, fresh)
+            record = replace(record, id=fresh)
+        seen.add(record.id)
+        todo.append(record)
+    return todo
+
+
+def _is_stored_as(record: AuditRecord, body: str | bytes) -> bool:
+    raw = body.encode() if isinstance(body, str) else body
+    try:
+        prev = orjson.loads(raw).get("prev_hash", "")
+    except (orjson.JSONDecodeError, AttributeError):
+        return False
+    return canonical_bytes(replace(record, prev_hash=prev, hash="")) == raw
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

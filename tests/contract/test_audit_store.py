@@ -6,7 +6,7 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -94,8 +94,6 @@ async def test_append_then_query_returns_the_record_with_its_chain_fields(store_
         [got] = await store.query()
     assert got.prev_hash == GENESIS_HASH
     assert got.hash == chain_hash(GENESIS_HASH, canonical_bytes(got))
-    from dataclasses import replace
-
     assert replace(got, prev_hash="", hash="") == record
 
 
@@ -243,6 +241,20 @@ async def test_two_store_instances_on_one_database_form_one_chain(store_url: str
         result = await one.verify()
         assert result.ok and result.checked == 120
         assert len(await two.query(skill="one", limit=500)) == 60
+
+
+async def test_reused_id_gets_a_fresh_id_instead_of_wedging_the_writer(store_url: str) -> None:
+    async with opened(store_url) as store:
+        first = rec(request_id="a")
+        await store.append(first)
+        await store.flush()
+        await store.append(replace(first, request_id="b"))  # same id, other content: a bug
+        await store.append(rec(request_id="c"))
+        await asyncio.wait_for(store.flush(), 10)
+        got = await store.query()
+        assert [r.request_id for r in got] == ["a", "b", "c"]
+        assert len({r.id for r in got}) == 3 and got[0].id == first.id
+        assert (await store.verify()).ok
 
 
 async def test_close_flushes_everything_pending(store_url: str) -> None:
