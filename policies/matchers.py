@@ -22,7 +22,7 @@ from policies.bash import pattern_matches
 from policies.paths import Anchors, covers_subtree, path_matches
 from policies.urls import host_matches
 
-__all__ = ["Arg", "arg_matches", "substitute_vars", "tool_matches"]
+__all__ = ["Arg", "arg_matches", "smuggles_exec", "substitute_vars", "tool_matches"]
 
 _SERVES = {
     "read": ("Read", "Grep", "Glob"),
@@ -33,6 +33,18 @@ _SERVES = {
 }
 _BARE_SERVES = {"Read": _SERVES["read"], "Edit": _SERVES["edit"], "Agent": _SERVES["agent"]}
 _MCP_ANCHOR = re.compile(r"(mcp__[A-Za-z0-9_-]+?__)([A-Za-z0-9_*-]*)\Z")
+
+
+# Options that make an otherwise harmless program run another program or write files.
+# A wildcard never covers them; a rule must spell them out (``Bash(git -c x=y log *)``).
+_EXEC_OPTIONS = {
+    "git": ("-c", "--config-env", "--upload-pack", "--receive-pack", "--exec"),
+    "find": ("-exec", "-execdir", "-ok", "-okdir", "-delete", "-fprint", "-fprint0",
+             "-fprintf", "-fls"),
+    "rg": ("--pre", "--pre-glob"),
+    "tar": ("--to-command", "--checkpoint-action", "--use-compress-program", "-I"),
+}  # fmt: skip
+_QUOTES = str.maketrans("", "", "'\"\\")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +109,9 @@ def arg_matches(arg: object, kind: str, spec: str) -> bool:
         return False
     if kind == "bash" or kind == "skill":
         pattern = substitute_vars(spec, arg.anchors)
-        return pattern is not None and pattern_matches(arg.value, pattern)
+        if pattern is None or not pattern_matches(arg.value, pattern):
+            return False
+        return kind == "skill" or not smuggles_exec(arg.value, pattern)
     if kind == "read" or kind == "edit":
         if arg.subtree and covers_subtree(arg.value, spec, arg.anchors):
             return True
@@ -107,3 +121,23 @@ def arg_matches(arg: object, kind: str, spec: str) -> bool:
     if kind == "agent":
         return arg.value == spec
     return False  # literal and anything unknown
+
+
+def smuggles_exec(command: str, pattern: str) -> bool:
+    """Does a wildcard cover an option that runs another program (``git -c``, ``find -exec``)?"""
+    words = command.translate(_QUOTES).split(" ")
+    options = _EXEC_OPTIONS.get(words[0])
+    if options is None:
+        return False
+    spelled = set(pattern.split(" "))
+    for word in words[1:]:
+        if word in spelled:
+            continue
+        for option in options:
+            if (
+                word == option
+                or word.startswith(option + "=")
+                or (option == "-c" and word.startswith("-c") and "=" in word)
+            ):
+                return True
+    return False
