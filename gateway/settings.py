@@ -79,16 +79,16 @@ class _Model(BaseModel):
 
 class ServerSettings(_Model):
     host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
-    workers: int = Field(1, ge=1, le=256)
-    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)  # LLM request bodies
+    port: int = Field(default=8080, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=256)
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)  # LLM request bodies
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
-    request_timeout_s: float = Field(600.0, gt=0)
+    request_timeout_s: float = Field(default=600.0, gt=0)
 
 
 class AdminSettings(_Model):
     enabled: bool = True
-    max_upload_bytes: int = Field(16 * 1024 * 1024, ge=1024)  # POST /admin/skills bodies
+    max_upload_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)  # POST /admin/skills bodies
     publish_sample_skills: bool = True  # on first start, and idempotently afterwards
     create_keys: bool = True  # an admin and an agent key when none exist
 
@@ -99,18 +99,18 @@ class ProviderSettings(_Model):
     api_key: SecretStr | None = None
     models: list[str] = []  # allow-list; empty = any model
     headers: dict[str, str] = {}
-    timeout_s: float = Field(600.0, gt=0)
-    connect_timeout_s: float = Field(10.0, gt=0)
-    max_retries: int = Field(2, ge=0, le=10)
-    breaker_failures: int = Field(5, ge=1)  # consecutive failures that open the circuit
-    breaker_cooldown_s: float = Field(30.0, gt=0)
+    timeout_s: float = Field(default=600.0, gt=0)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    max_retries: int = Field(default=2, ge=0, le=10)
+    breaker_failures: int = Field(default=5, ge=1)  # consecutive failures that open the circuit
+    breaker_cooldown_s: float = Field(default=30.0, gt=0)
     prices: dict[str, dict[Literal["input_per_mtok", "output_per_mtok"], float]] = {}
 
 
 class RouteTarget(_Model):
     provider: str
     priority: int = 0  # lower is tried first
-    weight: int = Field(1, ge=0)  # share within one priority
+    weight: int = Field(default=1, ge=0)  # share within one priority
     models: list[str] = []  # model allow-list (globs); empty = any
     aliases: dict[str, str] = {}  # requested model -> provider model
 
@@ -118,8 +118,8 @@ class RouteTarget(_Model):
 class BudgetSettings(_Model):
     window: Window
     scope: Literal["skill", "consumer"] = "skill"  # per skill, or per (consumer, skill)
-    tokens: int | None = Field(None, ge=0)
-    requests: int | None = Field(None, ge=0)
+    tokens: int | None = Field(default=None, ge=0)
+    requests: int | None = Field(default=None, ge=0)
 
     @_model_validator(mode="after")
     def _needs_a_limit(self) -> BudgetSettings:
@@ -155,8 +155,8 @@ class AuditSettings(_Model):
     storage: StorageUrl | None = None  # default: the main storage URL
     store_bodies: bool = False
     redact: list[Regex] = []  # applied to stored bodies
-    queue_size: int = Field(10_000, ge=1)
-    retention_days: int | None = Field(None, ge=1)
+    queue_size: int = Field(default=10_000, ge=1)
+    retention_days: int | None = Field(default=None, ge=1)
 
 
 class Settings(_Model):

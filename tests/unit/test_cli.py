@@ -16,7 +16,7 @@ SAMPLES = REPO / "sample_skills"
 runner = CliRunner()
 
 
-def sw(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+def sw(*args: str | Path, env: dict[str, str] | None = None) -> tuple[int, str]:
     result = runner.invoke(app, [str(a) for a in args], env=env or {"COLUMNS": "200"})
     return result.exit_code, result.output
 
