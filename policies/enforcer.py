@@ -94,17 +94,26 @@ class SkillEnforcer:
         self._cache: dict[tuple[Any, ...], Decision] = {}
         self._filters: dict[tuple[tuple[str, ...], frozenset[str]], tuple[list[str], list[str]]]
         self._filters = {}
+        self._by_tool: dict[str, tuple[Line, ...]] = {}
         self._cache_size = cache_size
 
     def casbin_allows(self, tool: str, arg: object) -> bool:
         """Casbin's own ``enforce()`` on one (tool, argument) request: slow, for tests."""
         return bool(self._casbin.enforce(self.subject, tool, arg))
 
+    def _serving(self, tool: str) -> tuple[Line, ...]:
+        """The lines whose tool part serves this tool name (memoised, bounded)."""
+        found = self._by_tool.get(tool)
+        if found is None:
+            found = tuple(line for line in self.lines if tool_matches(tool, line[1], line[2]))
+            if len(self._by_tool) >= 256:
+                self._by_tool.clear()  # odd tool names must not grow memory
+            self._by_tool[tool] = found
+        return found
+
     def _first(self, tool: str, arg: Arg | None) -> str | None:
-        for _, rule_tool, kind, spec in self.lines:
-            if tool_matches(tool, rule_tool, kind) and (
-                not spec if arg is None else arg_matches(arg, kind, spec)
-            ):
+        for _, rule_tool, kind, spec in self._serving(tool):
+            if not spec if arg is None else arg_matches(arg, kind, spec):
                 return render_rule(rule_tool, kind, spec)
         return None
 
@@ -127,8 +136,7 @@ class SkillEnforcer:
         return decision
 
     def _decide(self, tool: str, tool_input: Mapping[str, Any], anchors: Anchors) -> Decision:
-        serving = [line for line in self.lines if tool_matches(tool, line[1], line[2])]
-        if not serving:
+        if not self._serving(tool):
             return _deny(f"tool {tool!r} is not in the skill's allowed-tools")
         bare = self._first(tool, None)
         if bare is not None:
