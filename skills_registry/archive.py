@@ -160,6 +160,11 @@ def _zip_kind(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
+def _check_compressed_size(data: bytes) -> None:
+    if len(data) > MAX_TOTAL_BYTES:
+        raise SkillInvalid([Problem(_FIELD, f"larger than {MAX_TOTAL_BYTES} bytes")])
+
+
 def _zip_chunks(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[bytes]:
     with archive.open(info) as handle:
         while chunk := handle.read(_CHUNK):
@@ -169,8 +174,7 @@ def _zip_chunks(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[byt
 def read_zip(data: bytes) -> SkillFiles:
     """Unpack a zip in memory; SkillInvalid lists every unsafe member."""
     collector = _Collector()
-    if len(data) > MAX_TOTAL_BYTES:
-        raise SkillInvalid([Problem(_FIELD, f"larger than {MAX_TOTAL_BYTES} bytes")])
+    _check_compressed_size(data)
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             members = archive.infolist()
@@ -204,7 +208,8 @@ def _gunzip(data: bytes) -> bytes:
             if size > limit:
                 raise SkillInvalid([Problem(_FIELD, f"expands to more than {limit} bytes")])
             data = inflater.unconsumed_tail
-        data = inflater.unused_data  # concatenated gzip members
+        # Concatenated gzip members may follow; NUL padding after the last one is tolerated.
+        data = inflater.unused_data.lstrip(b"\x00")
         if not inflater.eof:
             raise SkillInvalid([Problem(_FIELD, "is not a readable tar.gz file", "truncated")])
     return b"".join(out)
@@ -225,8 +230,7 @@ def _tar_kind(member: tarfile.TarInfo) -> str | None:
 def read_tar_gz(data: bytes) -> SkillFiles:
     """Unpack a gzip-compressed tar in memory; SkillInvalid lists every unsafe member."""
     collector = _Collector()
-    if len(data) > MAX_TOTAL_BYTES:
-        raise SkillInvalid([Problem(_FIELD, f"larger than {MAX_TOTAL_BYTES} bytes")])
+    _check_compressed_size(data)
     try:
         raw = _gunzip(data)
         with tarfile.open(fileobj=io.BytesIO(raw), mode="r:", encoding="utf-8") as archive:

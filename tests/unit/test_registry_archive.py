@@ -208,3 +208,15 @@ def test_folder_without_skill_md_or_not_a_folder(tmp_path: Path) -> None:
     assert caught.value.problems[0].field == "SKILL.md"
     with pytest.raises(SkillInvalid):
         read_folder(tmp_path / "missing")
+
+
+def test_tar_gz_with_nul_padding_and_concatenated_members() -> None:
+    data = make_tar_gz({"SKILL.md": SKILL})
+    assert read_tar_gz(data + b"\0" * 512).files == {"SKILL.md": SKILL}
+    assert read_tar_gz(data + gzip.compress(b"")).files == {"SKILL.md": SKILL}
+
+
+def test_truncated_gzip_is_a_problem() -> None:
+    with pytest.raises(SkillInvalid) as caught:
+        read_tar_gz(make_tar_gz({"SKILL.md": SKILL})[:-20])
+    assert caught.value.problems[0].rule == "is not a readable tar.gz file"
