@@ -115,16 +115,25 @@ def test_zip_bomb_stops_at_the_file_cap() -> None:
     assert _rules(caught) == [f"file larger than {MAX_FILE_BYTES} bytes"]
 
 
-def test_zip_that_lies_about_its_size_is_still_capped(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Declared sizes pass the pre-check; the bytes actually read must still be counted.
+def test_zip_that_lies_about_its_size_is_refused() -> None:
+    # Declared (header) sizes say 100 bytes, the stream inflates to 50,000: never trusted.
+    data = bytearray(make_zip({"SKILL.md": SKILL, "big.bin": b"\0" * 50_000}))
+    for signature, name_at, size_at in ((b"PK\x03\x04", 30, 22), (b"PK\x01\x02", 46, 24)):
+        at = data.index(signature)
+        while data[at + name_at : at + name_at + 7] != b"big.bin":
+            at = data.index(signature, at + 1)
+        data[at + size_at : at + size_at + 4] = (100).to_bytes(4, "little")
+    with pytest.raises(SkillInvalid) as caught:
+        read_zip(bytes(data))
+    assert caught.value.problems[0].field == "archive"
+
+
+def test_bytes_are_counted_as_they_arrive(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(archive, "MAX_FILE_BYTES", 1000)
-    data = make_zip({"SKILL.md": SKILL, "big.bin": b"\0" * 5000})
     collector = archive._Collector()
     collector.add("big.bin", iter([b"\0" * 600, b"\0" * 600]))
     assert [p.rule for p in collector.problems] == ["file larger than 1000 bytes"]
     assert "big.bin" not in collector.files
-    with pytest.raises(SkillInvalid):
-        read_zip(data)
 
 
 def test_total_size_cap(monkeypatch: pytest.MonkeyPatch) -> None:
