@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -69,9 +70,21 @@ def serve_command(
     )
 
 
+def _log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging config plus our "skillwarden.*" loggers (admin publishes, bootstrap)."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["loggers"]["skillwarden"] = {
+        "handlers": ["default"],
+        "level": level.upper(),
+        "propagate": False,
+    }
+    return config
+
+
 def _uvicorn_options(settings: Settings) -> dict[str, Any]:
     s = settings.server
     return {
+        "log_config": _log_config(s.log_level),
         "host": s.host,
         "port": s.port,
         "loop": "uvloop",
