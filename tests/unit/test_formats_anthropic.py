@@ -27,7 +27,7 @@ from gateway.formats.canonical import (
 from gateway.upstream.sse import SSEDecoder, SSEEvent, encode_events
 
 STREAMS = Path(__file__).parent.parent / "cases" / "streams"
-CAPTURED = Path("/work/shared/reference/claude-code/requests")
+CAPTURED = Path(__file__).resolve().parents[1] / "cases" / "claude_code" / "requests"
 TURNS = ["02_messages_turn1_default_model.json", "03_messages_turn2_with_tool_result.json"]
 
 ALLOW = Verdict(True, "Bash(git:*)")
@@ -35,10 +35,8 @@ DENY = Verdict(False, "Bash(git:*)", "skill 'code-review' may not run curl")
 
 
 def captured_body(name: str) -> bytes:
-    path = CAPTURED / name
-    if not path.exists():
-        pytest.skip(f"captured Claude Code traffic not available at {CAPTURED}")
-    return orjson.dumps(orjson.loads(path.read_bytes())["body"])
+    # The captures ship under tests/cases; a missing file is a failure, never a skip.
+    return orjson.dumps(orjson.loads((CAPTURED / name).read_bytes())["body"])
 
 
 def body(messages: list[Any], **extra: Any) -> bytes:
