@@ -1,21 +1,14 @@
 """The one place that talks to providers: pooled sessions, header rules, typed errors.
 
-Choices, and why:
-- One ``aiohttp.ClientSession`` per provider, opened by ``start()`` and closed by ``close()``:
-  keep-alive connections are reused across requests; no cookie jar (a provider's cookies must
-  not travel between consumers); redirects are never followed (following one would resend the
-  provider key to wherever the redirect points).
-- Bodies are decoded (``auto_decompress`` on): the gateway reads the JSON and SSE it forwards,
-  so reply headers never carry ``content-encoding`` or ``content-length``; the edge frames the
-  body it sends.
-- Request headers pass through an allowlist per provider kind (``FORWARDED_*``): the client's
-  credentials, cookies, hop-by-hop and gateway headers (``x-skill``) never reach a provider, and
-  the provider key is set here, from the target.
+- One ``aiohttp.ClientSession`` per provider (``start()``/``close()``): keep-alive reuse; no
+  cookie jar (provider cookies must not travel between consumers); redirects never followed
+  (that would resend the provider key wherever the redirect points).
+- Bodies are decoded (``auto_decompress``): the gateway reads the JSON and SSE it forwards, so
+  reply headers lose ``content-encoding``/``content-length`` and the edge frames its own body.
 - Timeouts by phase: ``connect`` (pool wait, DNS, TCP, TLS), ``first_byte`` (request written ->
-  response head), ``idle`` (silence between body chunks once the head is in), ``total`` (the
-  whole exchange, body included). Each maps to ``UpstreamTimeout(phase)``.
-- Errors carry the provider name and elapsed time, never the key, and never chain the aiohttp
-  exception (some hold the request headers, key included); the cause's class name is kept as text.
+  response head), ``idle`` (silence between body chunks), ``total`` (whole exchange, body too).
+- Errors carry provider name and elapsed time, never the key, and never chain the aiohttp
+  exception (some hold the request headers, key included): its class name is kept as text.
 """
 
 from __future__ import annotations
@@ -23,7 +16,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Literal
 
 import aiohttp
@@ -50,9 +42,9 @@ Kind = Literal["anthropic", "openai"]
 TimeoutPhase = Literal["connect", "first_byte", "idle", "total"]
 ANTHROPIC_VERSION_DEFAULT = "2023-06-01"
 
-# Request headers a provider may see, per kind. Everything else is dropped; openai-organization
-# and openai-project are not here on purpose: account scope belongs to the provider key
-# (ProviderTarget.extra_headers), never to the client.
+# Request headers a provider may see, per kind; all else (client credentials, cookies, hop-by-hop,
+# x-skill, x-forwarded-*) is dropped. openai-organization/-project are left out on purpose:
+# account scope belongs to the provider key (ProviderTarget.extra_headers), never to the client.
 _COMMON = frozenset({"content-type", "accept", "user-agent", "idempotency-key"})
 FORWARDED_HEADERS: Mapping[str, frozenset[str]] = {
     "anthropic": _COMMON | {"x-app"},
@@ -64,10 +56,13 @@ FORWARDED_PREFIXES: Mapping[str, tuple[str, ...]] = {
 }
 # Reply headers the edge must not copy: hop-by-hop, framing of a body we decoded, cookies,
 # and headers the edge server sets itself.
-DROPPED_REPLY_HEADERS = frozenset(
-    "connection keep-alive proxy-authenticate proxy-connection te trailer transfer-encoding"
-    " upgrade content-length content-encoding set-cookie date server alt-svc".split()
-)
+# fmt: off
+DROPPED_REPLY_HEADERS = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-connection", "te", "trailer",
+    "transfer-encoding", "upgrade", "content-length", "content-encoding", "set-cookie", "date",
+    "server", "alt-svc",
+})
+# fmt: on
 _URL_CACHE_MAX = 64
 
 
@@ -138,12 +133,15 @@ class ProviderTarget:
         allowed = FORWARDED_HEADERS[self.kind]
         prefixes = FORWARDED_PREFIXES[self.kind]
         out: dict[str, str] = {}
+        nominated = ""
         for name, value in headers.items():
             key = name.lower()
             if key in allowed or key.startswith(prefixes):
                 out[key] = value
-        if "connection" in headers or "Connection" in headers:
-            _drop_connection_tokens(out, headers)
+            elif key == "connection":
+                nominated = value
+        for token in nominated.split(","):  # RFC 9110 7.6.1: named in Connection = hop-by-hop
+            out.pop(token.strip().lower(), None)
         if self.kind == "anthropic" and "anthropic-version" not in out:
             out["anthropic-version"] = ANTHROPIC_VERSION_DEFAULT
         out.setdefault("content-type", "application/json")  # aiohttp would say octet-stream
@@ -151,15 +149,11 @@ class ProviderTarget:
         return out
 
 
-def _drop_connection_tokens(out: dict[str, str], headers: Mapping[str, str]) -> None:
-    # RFC 9110 7.6.1: headers named in Connection are hop-by-hop too.
-    value = headers.get("connection") or headers.get("Connection") or ""
-    for token in value.split(","):
-        out.pop(token.strip().lower(), None)
-
-
 class UpstreamError(Exception):
-    """Base of every upstream failure: provider name, elapsed ms and a key-free detail."""
+    """Base of every upstream failure: provider name, elapsed ms, a key-free detail, and a short
+    ``code`` for audit records (connect | timeout:<phase> | protocol)."""
+
+    code = "upstream"
 
     def __init__(self, provider: str, elapsed_ms: float, detail: str) -> None:
         self.provider = provider
@@ -171,12 +165,15 @@ class UpstreamError(Exception):
 class UpstreamConnectError(UpstreamError):
     """No connection could be made: the request never reached the provider."""
 
+    code = "connect"
+
 
 class UpstreamTimeout(UpstreamError):
     """A phase ran out of time: connect, first_byte, idle (between chunks) or total."""
 
     def __init__(self, provider: str, elapsed_ms: float, phase: TimeoutPhase) -> None:
         self.phase: TimeoutPhase = phase
+        self.code = f"timeout:{phase}"
         super().__init__(provider, elapsed_ms, f"{phase} timeout")
 
 
@@ -185,6 +182,8 @@ class UpstreamProtocolError(UpstreamError):
 
     ``head_received`` is False when the provider sent no response head at all.
     """
+
+    code = "protocol"
 
     def __init__(self, provider: str, elapsed_ms: float, detail: str, head_received: bool) -> None:
         self.head_received = head_received
@@ -263,28 +262,26 @@ class UpstreamReply:
     async def read_body(self, max_bytes: int) -> bytes:
         """The whole (decoded) body; UpstreamProtocolError past max_bytes. Releases the reply."""
         content = self._resp.content
+        declared = self._resp.content_length
+        parts: list[bytes] = []
+        size = 0
         try:
-            declared = self._resp.content_length
             if declared is not None and declared > max_bytes:
                 raise self.protocol_error(f"body of {declared} bytes exceeds {max_bytes}")
-            parts: list[bytes] = []
-            size = 0
             while chunk := await content.readany():
                 size += len(chunk)
                 if size > max_bytes:
                     raise self.protocol_error(f"body exceeds {max_bytes} bytes")
                 parts.append(chunk)
         except _CLIENT_ERRORS as exc:
-            self.release()
             raise _map_error(exc, self.provider, self._started, True) from None
-        except UpstreamError:
+        finally:
             self.release()
-            raise
-        self.release()
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def iter_chunks(self) -> UpstreamReply:
-        """Body chunks as they arrive (idle timeout between them); releases at the end or error."""
+        """Body chunks as they arrive (idle timeout between them). Releases at the end or on
+        error; a consumer that stops early (client gone, cancelled) must call release()."""
         return self
 
     def __aiter__(self) -> UpstreamReply:
@@ -316,9 +313,7 @@ class UpstreamReply:
     async def __aenter__(self) -> UpstreamReply:
         return self
 
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self.release()
 
 
@@ -360,9 +355,7 @@ class UpstreamClient:
         await self.start()
         return self
 
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     def _session(self, name: str) -> aiohttp.ClientSession:
@@ -397,14 +390,10 @@ class UpstreamClient:
         session = self._session(provider.name)
         out = provider.forward_headers(headers)
         started = time.perf_counter()
+        url, timeout = provider.url(path), provider._timeout
         try:
             resp = await session.request(
-                method,
-                provider.url(path),
-                data=body,
-                headers=out,
-                timeout=provider._timeout,
-                allow_redirects=False,
+                method, url, data=body, headers=out, timeout=timeout, allow_redirects=False
             )
         except _CLIENT_ERRORS as exc:
             raise _map_error(exc, provider.name, started, False) from None

@@ -343,3 +343,32 @@ async def test_reply_repr_and_timings(up: ScriptedAnthropic, client: UpstreamCli
     assert_no_secret(r)
     assert r.head_ms >= 0 and r.elapsed_ms >= r.head_ms and r.provider == "main"
     assert isinstance(r.protocol_error("x"), UpstreamError)
+
+
+async def test_garbage_instead_of_http_is_a_protocol_error(client: UpstreamClient) -> None:
+    async def speak_garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)
+        writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(speak_garbage, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(UpstreamProtocolError) as info:
+            await client.send(target(f"http://127.0.0.1:{port}"), "/v1/messages", b"{}", {})
+        assert not info.value.head_received and info.value.code == "protocol"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_base_url_prefix_and_error_codes(
+    up: ScriptedAnthropic, client: UpstreamClient
+) -> None:
+    up.enqueue(json_reply({"ok": True}), path="/proxy/anthropic/v1/messages")
+    r = await client.send(target(f"{up.url}/proxy/anthropic/"), "/v1/messages", b"{}", {})
+    assert parse_json_body(r, await r.read_body(1024)) == {"ok": True}
+    assert up.last.path == "/proxy/anthropic/v1/messages"
+    assert UpstreamTimeout("p", 1.0, "idle").code == "timeout:idle"
+    assert UpstreamConnectError("p", 1.0, "x").code == "connect"

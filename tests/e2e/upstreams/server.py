@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import orjson
 from aiohttp import web
@@ -74,7 +74,7 @@ class ScriptedUpstream:
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> ScriptedUpstream:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
