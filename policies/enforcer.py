@@ -95,6 +95,8 @@ class SkillEnforcer:
         self._filters: dict[tuple[tuple[str, ...], frozenset[str]], tuple[list[str], list[str]]]
         self._filters = {}
         self._by_tool: dict[str, tuple[Line, ...]] = {}
+        for name in ("Bash", "Edit", *(line[1] for line in self.lines)):
+            self._serving(name)  # warm the index at build time, off the decision path
         self._cache_size = cache_size
 
     def casbin_allows(self, tool: str, arg: object) -> bool:
