@@ -81,6 +81,16 @@ async def test_anthropic_stream_text(ant: Any) -> None:
     assert up.last.json()["stream"] is True
 
 
+async def test_anthropic_stream_split_at_any_byte(ant: Any) -> None:
+    up, sdk = ant
+    events = anthropic_tool_use_stream(CALLS, text="Wörld ✓", split_json_into=4)
+    up.enqueue(sse_reply(events).rechunked(7).paced(0.001))
+    async with sdk.messages.stream(model="m", max_tokens=10, messages=MSG) as stream:
+        final = await stream.get_final_message()
+    assert final.content[0].text == "Wörld ✓"
+    assert [(b.name, b.input) for b in final.content[1:]] == CALLS
+
+
 @pytest.mark.parametrize("pieces", [1, 2, 7, 40])
 async def test_anthropic_stream_tool_use_any_split(ant: Any, pieces: int) -> None:
     up, sdk = ant

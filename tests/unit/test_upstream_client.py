@@ -372,3 +372,14 @@ async def test_base_url_prefix_and_error_codes(
     assert up.last.path == "/proxy/anthropic/v1/messages"
     assert UpstreamTimeout("p", 1.0, "idle").code == "timeout:idle"
     assert UpstreamConnectError("p", 1.0, "x").code == "connect"
+
+
+async def test_stream_bytes_arrive_unchanged_and_incrementally(
+    up: ScriptedAnthropic, client: UpstreamClient
+) -> None:
+    reply = sse_reply(anthropic_text_stream("é" * 40, split_into=8)).rechunked(5).paced(0.002)
+    up.enqueue(reply)
+    r = await client.send(target(up.url), "/v1/messages", b"{}", {})
+    chunks = [c async for c in r.iter_chunks()]
+    assert b"".join(chunks) == reply.body and len(chunks) > 10
+    assert r.headers["content-type"] == "text/event-stream; charset=utf-8"

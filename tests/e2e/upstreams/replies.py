@@ -47,6 +47,14 @@ class Reply:
     def dropped(self, after: int) -> Reply:
         return dataclasses.replace(self, drop_after=after)
 
+    def rechunked(self, size: int) -> Reply:
+        """The same bytes cut every ``size`` bytes (inside events, inside UTF-8 characters);
+        add ``.paced()`` so that the pieces also arrive in separate reads."""
+        body = self.body
+        return dataclasses.replace(
+            self, pieces=tuple(body[i : i + size] for i in range(0, len(body), size))
+        )
+
 
 def json_reply(obj: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Reply:
     """A JSON body (compact, like the real APIs)."""
