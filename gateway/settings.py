@@ -68,6 +68,12 @@ def _state_url(url: str) -> str:
     return url
 
 
+def _long_secret(key: SecretStr) -> SecretStr:
+    if len(key.get_secret_value()) < 16:
+        raise ValueError("must be at least 16 characters")
+    return key
+
+
 Regex = Annotated[str, AfterValidator(_compile_regex)]
 StorageUrl = Annotated[str, AfterValidator(_storage_url)]
 Window = Literal["minute", "hour", "day", "month"]
@@ -147,7 +153,8 @@ class SkillPolicy(_Model):
 
 class ConsumerSettings(_Model):
     skills: list[str] | None = None  # None = every skill
-    api_keys: list[SecretStr] = []  # plaintext keys, usually from ${ENV}
+    # Plaintext keys, usually from ${ENV}; short ones (an unset ${X:-}) would be guessable.
+    api_keys: list[Annotated[SecretStr, AfterValidator(_long_secret)]] = []
     budgets: list[BudgetSettings] = []
 
 

@@ -153,6 +153,9 @@ def test_invalid_skill_lists_every_problem_and_stores_nothing(gateway: dict[str,
         (b"not a zip", "application/zip", 422),
         (b"PK\x03\x04 truncated zip", "application/zip", 422),
         (b"\x1f\x8b truncated gzip", "application/gzip", 422),
+        (b"\xef\xbb\xbf---\nname: x\ndescription: y\n---\n", "text/markdown", 422),  # BOM
+        (b"---\nname: x\ndescription: " + b"a" * 1_000_000 + b"\n---\n", "text/markdown", 422),
+        (b"---\nname: x\nname: y\ndescription: z\n---\n", "text/markdown", 422),
         (b'{"name": "x"}', "application/json", 415),
         (b"--b\r\n\r\nx\r\n--b--", "multipart/form-data; boundary=b", 415),
     ],
@@ -212,3 +215,14 @@ def test_lying_content_length_never_500(start_gateway: StartGateway, tmp_path: P
         sock.sendall(request)
         reply = sock.recv(4096)
     assert reply.startswith(b"HTTP/1.1 4"), reply
+
+
+def test_lifespan_bootstrap_is_idempotent(start_gateway: StartGateway, tmp_path: Path) -> None:
+    settings = embedded_settings(tmp_path / "boot")
+    said: list[str] = []
+    for _ in range(2):
+        url = start_gateway(settings, say=said.append)
+        assert httpx.get(f"{url}/healthz").json()["skills"] == 4
+    text = "\n".join(said)
+    assert text.count("admin key") == 1 and text.count("agent key") == 1
+    assert text.count("Published the sample skills") == 1

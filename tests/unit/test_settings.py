@@ -151,6 +151,14 @@ def test_api_key_values_are_redacted_in_problems(tmp_path: Path) -> None:
     assert all("sk-" not in value for _, _, value in found), found
 
 
+def test_short_consumer_key_is_refused() -> None:
+    with pytest.raises(ConfigInvalid) as info:
+        load_settings(None, {}, {"consumers": {"ci": {"api_keys": ["short", "x" * 16]}}})
+    [problem] = info.value.problems
+    assert problem.field == "consumers.ci.api_keys.0" and problem.value == "<redacted>"
+    assert problem.rule == "must be at least 16 characters"
+
+
 def test_example_config_is_valid() -> None:
     s = load_settings(REPO / "skillwarden.example.yaml", {"ANTHROPIC_API_KEY": "sk-ant-x"})
     assert isinstance(s, Settings)
