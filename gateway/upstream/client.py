@@ -94,7 +94,8 @@ class ProviderTarget:
     kind: Kind
     api_key: str = field(repr=False)
     timeouts: Timeouts = Timeouts()
-    extra_headers: tuple[tuple[str, str], ...] = ()  # set on every request, e.g. openai-project
+    # Set on every request (e.g. openai-project); may hold secrets, so kept out of repr too.
+    extra_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     # Derived once per target so that send() only looks them up.
     _fixed: tuple[tuple[str, str], ...] = field(init=False, repr=False, compare=False)
     _timeout: aiohttp.ClientTimeout = field(init=False, repr=False, compare=False)

@@ -30,7 +30,7 @@ from tests.e2e.upstreams import (
     sse_raw_reply,
     sse_reply,
 )
-from tests.e2e.upstreams.anthropic import ERROR_TYPES
+from tests.e2e.upstreams.anthropic_api import ERROR_TYPES
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,7 @@
 Pytest fixtures live in ``tests.e2e.upstreams.fixtures`` (import them in a conftest).
 """
 
-from .anthropic import (
+from .anthropic_api import (
     anthropic_error,
     anthropic_error_body,
     anthropic_error_event,
@@ -17,7 +17,7 @@ from .anthropic import (
     anthropic_text_stream,
     anthropic_tool_use_stream,
 )
-from .openai import (
+from .openai_api import (
     openai_completion,
     openai_error,
     openai_error_body,

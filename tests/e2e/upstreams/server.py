@@ -14,8 +14,8 @@ from typing import Any, Self
 import orjson
 from aiohttp import web
 
-from . import anthropic as a
-from . import openai as o
+from . import anthropic_api as a
+from . import openai_api as o
 from .replies import Reply, json_reply, sse_reply
 
 Script = Reply | Callable[["RecordedRequest"], Reply]

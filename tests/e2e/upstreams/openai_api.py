@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from .anthropic import split_text
+from .anthropic_api import split_text
 from .replies import Reply, json_reply, sse_event
 
 MODEL = "gpt-4o-mini-2024-07-18"
