@@ -37,8 +37,10 @@ async def _skill_count(request: Request) -> int:
     return cached[1]
 
 
-@router.get("/healthz")
+@router.api_route("/healthz", methods=["GET", "HEAD"])
 async def healthz(request: Request) -> Response:
+    if request.method == "HEAD":  # load-balancer probes: no store query at all
+        return Response(status_code=200)
     return json_response(
         {"status": "ok", "version": VERSION, "skills": await _skill_count(request)}
     )

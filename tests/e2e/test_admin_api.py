@@ -74,6 +74,7 @@ def test_healthz_and_head_root(gateway: dict[str, str]) -> None:
         assert body["status"] == "ok" and body["version"] and body["skills"] == 4  # the samples
         head = c.head("/")
         assert head.status_code == 200 and head.content == b""
+        assert c.head("/healthz").status_code == 200
 
 
 def test_admin_needs_an_admin_key(gateway: dict[str, str]) -> None:
