@@ -25,6 +25,7 @@ import uvicorn
 from gateway.app import create_app
 from gateway.settings import Settings, load_settings
 from gateway.state.keys import open_key_store
+from tests.e2e.upstreams.fixtures import *  # noqa: F403  (scripted_anthropic, scripted_openai, refused_url)
 
 StartGateway = Callable[..., str]
 

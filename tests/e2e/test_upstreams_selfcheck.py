@@ -40,7 +40,7 @@ CALLS = [
 ]
 BROKEN = "incomplete chunked read|peer closed connection"  # the SDKs' HTTP library says so
 MSG: Any = [{"role": "user", "content": "check the repo status"}]
-CAPTURED = Path(__file__).resolve().parents[3] / "shared/reference/claude-code/mock_responses"
+CAPTURED = Path(__file__).resolve().parents[1] / "cases" / "claude_code" / "mock_responses"
 
 
 @pytest.fixture
@@ -162,7 +162,6 @@ async def test_anthropic_html_error_and_stream_failures(ant: Any) -> None:
             await stream.get_final_message()
 
 
-@pytest.mark.skipif(not CAPTURED.is_dir(), reason="reference captures not present")
 @pytest.mark.parametrize("name", ["stream_tool_use", "stream_final_text"])
 async def test_builders_match_the_captured_sequences(ant: Any, name: str) -> None:
     raw = (CAPTURED / f"{name}.sse").read_bytes()
