@@ -147,9 +147,10 @@ def _result(answer: Mapping[str, Any], body: Mapping[str, Any]) -> HookResult:
     skill = answer.get("skill") or body["skill"]
     version = answer.get("skill_version")
     ref = f"{skill}@{version}" if version else str(skill)
-    rule = answer.get("rule") or "allowed-tools"
+    rule = str(answer.get("rule") or "allowed-tools")
     reason = answer.get("reason") or "denied"
-    return HookResult(deny_output(f"Skillwarden {ref} {rule}: {reason}") + "\n")
+    named = rule if rule.startswith(ref) else f"{ref} {rule}"  # "code-review@1 allowed-tools"
+    return HookResult(deny_output(f"Skillwarden {named}: {reason}") + "\n")
 
 
 def _error_text(response: httpx.Response) -> str:
