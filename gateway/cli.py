@@ -20,6 +20,7 @@ from gateway.cli_common import (
     redact_url,
     run,
 )
+from gateway.cli_hook import hook_app
 from gateway.cli_serve import serve_command
 from gateway.cli_skills import skills_app
 from gateway.settings import ConfigInvalid, Settings, load_settings
@@ -48,6 +49,7 @@ def _root() -> None:
 config_app = typer.Typer(help="Validate configuration files.", no_args_is_help=True)
 app.add_typer(skills_app, name="skills")
 app.add_typer(config_app, name="config")
+app.add_typer(hook_app, name="hook")
 
 ConfigOpt = Annotated[
     Path | None,
