@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway.api import admin, health
+from gateway.api import admin, health, proxy
 from gateway.api.responses import admin_error_response
 from gateway.bootstrap import bootstrap, prepare_data_dir
 from gateway.errors import ErrorCode, GatewayError
@@ -53,7 +53,8 @@ def create_app(
                     if run_bootstrap
                     else None
                 )
-                yield
+                async with proxy.runtime_lifespan(app, settings):
+                    yield
             finally:
                 await key_store.close()
         finally:
@@ -69,6 +70,7 @@ def create_app(
     app.state.settings = settings
     app.state.skill_count = None
     app.include_router(health.router)
+    proxy.install(app, settings)
     if settings.admin.enabled:
         app.include_router(admin.router)
     _install_error_handlers(app)

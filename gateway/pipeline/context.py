@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from gateway.pipeline.wire import RequestView, Wire
+    from gateway.runtime import ResolvedSkill
+    from gateway.upstream.client import ProviderTarget
 
 ClientFormat = Literal["anthropic", "openai"]
 BoundBy = Literal["skill_tool_call", "header", "no_skill_baseline", "none"]
@@ -74,6 +79,17 @@ class RequestContext:
     input_tokens: int | None = None
     output_tokens: int | None = None
     finished: bool = False
+    # Set by the edge and the stages (see gateway/pipeline/run.py for the order).
+    skill_header: tuple[str, ...] = ()  # every X-Skill value received (repeats are refused)
+    query: str = ""  # the client's query string, forwarded as is (Claude Code: beta=true)
+    wire: Wire | None = None  # the client format's parse/edit/render functions
+    request: RequestView | None = None  # the parsed body's canonical view
+    resolved: ResolvedSkill | None = None  # the bound skill version, its enforcer and policy
+    forward_body: bytes | None = None  # what goes upstream: raw_body unless policy edited it
+    strip_usage: bool = False  # the gateway asked for OpenAI's usage chunk: drop it again
+    target: ProviderTarget | None = None
+    error_code: str | None = None  # the Skillwarden code of a refusal, for logs and metrics
+    budget: Any = None  # issue 5: the reservation reserve_budget made, settled by finish
 
     @property
     def latency_ms(self) -> float:

@@ -1,0 +1,141 @@
+"""The proxy edge: read the request (size-capped), build the RequestContext, run the pipeline.
+
+Plain `async def (request) -> Response` routes (no pydantic models, no middleware) for
+POST /v1/messages (also ?beta=true), POST /v1/messages/count_tokens,
+POST /v1/chat/completions and GET /v1/models.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from gateway.errors import GatewayError
+from gateway.pipeline.authenticate import authenticate
+from gateway.pipeline.context import ClientFormat, RequestContext
+from gateway.pipeline.finish import finish
+from gateway.pipeline.models import list_models
+from gateway.pipeline.run import handle, refuse
+from gateway.pipeline.wire import wire_for
+from gateway.runtime import Runtime, open_runtime
+from gateway.settings import Settings
+
+__all__ = ["install", "runtime_lifespan"]
+
+# Longer header values are refused: nothing an agent sends needs them, and they are
+# where oversized or smuggled input hides. Control characters (except tab) likewise.
+_MAX_HEADER_VALUE = 4096
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    """Mount the proxy routes (the runtime comes from runtime_lifespan)."""
+    limit = settings.server.max_body_bytes
+
+    def route(endpoint: str, fmt: ClientFormat) -> Callable[[Request], Awaitable[Response]]:
+        async def proxied(request: Request) -> Response:
+            return await _proxy(request, endpoint, fmt, limit)
+
+        return proxied
+
+    app.router.add_route("/v1/messages", route("/v1/messages", "anthropic"), ["POST"])
+    count = "/v1/messages/count_tokens"
+    app.router.add_route(count, route(count, "anthropic"), ["POST"])
+    chat = "/v1/chat/completions"
+    app.router.add_route(chat, route(chat, "openai"), ["POST"])
+    app.router.add_route("/v1/models", _models, ["GET"])
+
+
+@asynccontextmanager
+async def runtime_lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[Runtime]:
+    """Open the proxy runtime on the stores the app's lifespan opened; close it after."""
+    async with open_runtime(settings, app.state.skill_store, app.state.key_store) as rt:
+        app.state.runtime = rt
+        yield rt
+
+
+def _context(request: Request, endpoint: str, fmt: ClientFormat) -> RequestContext:
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in request.headers.raw:
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]},{value}" if name in headers else value
+    ctx = RequestContext(
+        request_id="req_" + secrets.token_hex(12),
+        endpoint=endpoint,
+        client_format=fmt,
+        headers=headers,
+        raw_body=b"",
+        wire=wire_for(fmt),
+        query=request.url.query,
+        skill_header=tuple(request.headers.getlist("x-skill")),
+        session_id=headers.get("x-claude-code-session-id", "")[:128] or None,
+    )
+    return ctx
+
+
+def _check_headers(ctx: RequestContext) -> None:
+    for name, value in ctx.headers.items():
+        if len(value) > _MAX_HEADER_VALUE or _CONTROL.search(value):
+            ctx.session_id = None  # it came from the headers: do not audit a bad value
+            raise GatewayError(
+                "invalid_request",
+                400,
+                f"header '{name[:64]}' is too long or holds control characters",
+            )
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    too_large = GatewayError(
+        "payload_too_large", 413, f"request body exceeds the gateway's limit of {limit} bytes"
+    )
+    if declared is not None:
+        if not declared.isdigit():
+            raise GatewayError("invalid_request", 400, "malformed Content-Length header")
+        if int(declared) > limit:
+            raise too_large
+    parts: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large  # stop reading: the rest is never buffered
+            parts.append(chunk)
+    except ClientDisconnect:
+        raise GatewayError("invalid_request", 400, "client disconnected mid-body") from None
+    return b"".join(parts)
+
+
+async def _proxy(request: Request, endpoint: str, fmt: ClientFormat, limit: int) -> Response:
+    rt: Runtime = request.app.state.runtime
+    ctx = _context(request, endpoint, fmt)
+    try:
+        _check_headers(ctx)
+        ctx.raw_body = await _read_body(request, limit)
+    except GatewayError as refusal:
+        return await refuse(ctx, rt, refusal)
+    return await handle(ctx, rt)
+
+
+async def _models(request: Request) -> Response:
+    """The models the consumer may use, in the format the client speaks."""
+    rt: Runtime = request.app.state.runtime
+    fmt: ClientFormat = "anthropic" if "anthropic-version" in request.headers else "openai"
+    ctx = _context(request, "/v1/models", fmt)
+    try:
+        _check_headers(ctx)
+        await authenticate(ctx, rt)
+        body = await list_models(ctx, rt)
+    except GatewayError as refusal:
+        return await refuse(ctx, rt, refusal)
+    ctx.status = 200
+    await finish(ctx, rt, None)
+    headers = {"x-skillwarden-request-id": ctx.request_id}
+    return Response(body, 200, headers, media_type="application/json")

@@ -1,0 +1,77 @@
+"""Stage: parse the body once (orjson) and refuse bad input with 400 invalid_request.
+
+Duplicate keys are refused: the gateway would judge the last value while some providers read
+the first, so a body with both could smuggle a tool or a tool_choice past policy.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from gateway.errors import GatewayError
+from gateway.formats.canonical import FormatError, Json
+from gateway.pipeline.context import RequestContext
+
+__all__ = ["has_duplicate_keys", "parse_body"]
+
+_SPACE_BEFORE_COLON = re.compile(rb'"[ \t\r\n]+:')
+
+
+def parse_body(ctx: RequestContext) -> None:
+    """ctx.request (the format's view) and ctx.model/stream/cwd from the raw body."""
+    assert ctx.wire is not None
+    try:
+        view = ctx.wire.parse_request(ctx.raw_body)
+    except FormatError as exc:
+        raise GatewayError("invalid_request", 400, f"invalid request body: {exc.message}") from None
+    if has_duplicate_keys(ctx.raw_body, view.body):
+        raise GatewayError("invalid_request", 400, "invalid request body: duplicate object keys")
+    ctx.request = view
+    ctx.body = view.body
+    ctx.model = view.model
+    ctx.stream = view.stream
+    # Relative path rules anchor here: the client's header, else Claude Code's system prompt.
+    ctx.cwd = ctx.headers.get("x-project-dir") or view.cwd
+
+
+def has_duplicate_keys(raw: bytes, parsed: Json) -> bool:
+    """Exact, and cheap on ordinary bodies.
+
+    Without whitespace between a key and its colon, every key ends in `":` and the only other
+    `":` in valid JSON are escaped quotes inside strings; so when that count equals the number
+    of keys orjson kept, nothing was dropped. Otherwise (rare) ask the stdlib parser.
+    """
+    if _SPACE_BEFORE_COLON.search(raw) is None and raw.count(b'":') == _count_keys(parsed):
+        return False
+    try:
+        json.loads(raw, object_pairs_hook=_no_duplicates)
+    except _Duplicate:
+        return True
+    except (ValueError, RecursionError):
+        return False  # orjson accepted it; the stdlib's limits are not ours
+    return False
+
+
+class _Duplicate(Exception):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        raise _Duplicate
+    return found
+
+
+def _count_keys(value: object) -> int:
+    count = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is dict:
+            count += len(item)
+            stack.extend(item.values())
+        elif type(item) is list:
+            stack.extend(item)
+    return count

@@ -1,0 +1,49 @@
+"""The request path, top to bottom, in PRODUCT.md's order (DESIGN.md §2)."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.responses import Response
+
+from gateway.errors import GatewayError
+from gateway.pipeline.authenticate import authenticate
+from gateway.pipeline.bind_skill import bind_skill
+from gateway.pipeline.context import RequestContext
+from gateway.pipeline.finish import finish
+from gateway.pipeline.forward import forward
+from gateway.pipeline.guard import guard_prompt
+from gateway.pipeline.parse import parse_body
+from gateway.pipeline.respond import error_response
+from gateway.pipeline.tool_calls import enforce_tool_calls
+from gateway.pipeline.tools import filter_tools
+from gateway.runtime import Runtime
+
+__all__ = ["handle", "refuse"]
+
+log = logging.getLogger("skillwarden.proxy")
+
+
+async def handle(ctx: RequestContext, rt: Runtime) -> Response:
+    """One proxied request; every exit goes through finish() exactly once."""
+    try:
+        await authenticate(ctx, rt)  # 401 unauthenticated
+        parse_body(ctx)  # 400 invalid_request: bad input is never forwarded
+        await bind_skill(ctx, rt)  # 403 unknown_skill | skill_not_permitted, 400 bad X-Skill
+        guard_prompt(ctx, rt)  # 403 prompt_blocked
+        filter_tools(ctx, rt)  # tools the skill may not use leave (403 in reject mode)
+        # issue 5: await reserve_budget(ctx, rt)  -> 429 budget_exceeded, Retry-After
+        reply = await forward(ctx, rt)  # provider errors keep their status
+        return await enforce_tool_calls(ctx, rt, reply, finish)  # redact | error, streams too
+    except GatewayError as refusal:
+        return await refuse(ctx, rt, refusal)
+    except Exception:
+        # Unexpected: answered as api_error 500, after the audit record is written.
+        log.exception("request %s failed", ctx.request_id)
+        return await refuse(ctx, rt, GatewayError("api_error", 500, "internal gateway error"))
+
+
+async def refuse(ctx: RequestContext, rt: Runtime, refusal: GatewayError) -> Response:
+    """Audit the refusal and answer it in the client's format."""
+    await finish(ctx, rt, refusal)
+    return error_response(ctx, refusal)
