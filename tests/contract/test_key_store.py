@@ -9,12 +9,13 @@ import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import psycopg
 import pytest
 
 from gateway.state.keys import ApiKeyStore, hash_key, is_key_format, new_key, open_key_store
-from skills_registry.store import open_skill_store
+from skills_registry.store import SkillStore, open_skill_store
 from skills_registry.store_sqlite import sqlite_path
 
 
@@ -208,14 +209,19 @@ async def test_concurrent_creates_are_all_distinct_and_valid(keys: ApiKeyStore) 
 
 
 async def test_shares_a_database_with_the_skill_store(store_url: str) -> None:
-    skills, keys = open_skill_store(store_url), open_key_store(store_url)
-    await asyncio.gather(skills.open(), keys.open())
+    # Several replicas opening both stores on a fresh database at the same moment.
+    stores: list[ApiKeyStore | SkillStore] = []
+    for _ in range(5):
+        stores += [open_skill_store(store_url), open_key_store(store_url)]
+    opened = await asyncio.gather(*(s.open() for s in stores), return_exceptions=True)
     try:
+        assert opened == [None] * len(stores)
+        skills, keys = cast(SkillStore, stores[0]), cast(ApiKeyStore, stores[-1])
         _, plaintext = await keys.create("agent", "a", None)
         assert await skills.list_latest() == []
         assert await keys.verify(plaintext) is not None
     finally:
-        await asyncio.gather(skills.close(), keys.close())
+        await asyncio.gather(*(s.close() for s in stores))
 
 
 async def test_use_before_open_is_an_error(store_url: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -228,16 +229,19 @@ async def test_reopen_after_close_keeps_everything(store_url: str) -> None:
         await second.close()
 
 
-async def test_two_stores_open_concurrently_on_one_database(store_url: str) -> None:
-    a, b = open_skill_store(store_url), open_skill_store(store_url)
-    await asyncio.gather(a.open(), b.open())
+async def test_many_stores_open_concurrently_on_one_database(store_url: str) -> None:
+    # Like several gateway replicas starting at once against a fresh database.
+    stores = [open_skill_store(store_url) for _ in range(8)]
+    opened = await asyncio.gather(*(s.open() for s in stores), return_exceptions=True)
     try:
+        assert opened == [None] * len(stores)
+        a, b = stores[0], stores[-1]
         await a.put_version(make(version="1.0.0"))
         assert await b.get_version("code-review") == make(version="1.0.0")
         with pytest.raises(VersionConflict):
             await b.put_version(make(version="1.0.0", digest="sha256:other"))
     finally:
-        await asyncio.gather(a.close(), b.close())
+        await asyncio.gather(*(s.close() for s in stores))
 
 
 async def test_concurrent_puts_do_not_corrupt(store: SkillStore) -> None:
@@ -306,8 +310,6 @@ async def test_sqlite_creates_parent_directories_and_uses_wal(tmp_path: Path) ->
     finally:
         await s.close()
     assert db.is_file()
-    import sqlite3
-
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("SELECT name, version FROM skill_versions").fetchall() == [
@@ -337,3 +339,14 @@ async def test_sqlite_memory_store_works_and_is_private() -> None:
     finally:
         await a.close()
         await b.close()
+
+
+async def test_sqlite_many_first_opens_of_one_new_file(tmp_path: Path) -> None:
+    # Openers of a new file race to switch it to WAL, and SQLite answers "locked" to some
+    # without waiting (deadlock avoidance). The race is timing-dependent: repeat it.
+    for attempt in range(60):
+        url = f"sqlite:///{tmp_path / f'race-{attempt}.db'}"
+        stores = [SqliteSkillStore(url) for _ in range(8)]
+        opened = await asyncio.gather(*(s.open() for s in stores), return_exceptions=True)
+        await asyncio.gather(*(s.close() for s in stores))
+        assert opened == [None] * len(stores)
