@@ -195,8 +195,8 @@ async def send_with_failover(
                 last = await _consume(step.provider, reply, policy.error_body_max)
                 wait = parse_retry_after(last.headers)
                 move_on = wait is not None and wait > policy.retry_after_cap_s
-            if move_on or retry >= step.max_retries:
-                break
+            if move_on or retry >= step.max_retries or breaker.state == "open":
+                break  # no sleep for a retry the breaker would refuse anyway
             await sleep(wait if wait is not None else policy.backoff(retry, rand))
             retry += 1
     raise NoProviderAvailable(attempts, last, _reopen_in(plan, breakers, attempts))

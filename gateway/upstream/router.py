@@ -1,9 +1,10 @@
 """Route plans: for (skill, client format, requested model), the ordered providers to try.
 
 Which route list applies, first found: ``skills.<skill>.routes``, ``skills."*".routes``,
-top-level ``routes``, else every provider of the client's format (priority 0, weight 1, in
-config order). Only providers whose kind serves the client's format are kept (``anthropic`` for
-/v1/messages, ``openai``/``openai_compatible`` for /v1/chat/completions): no translation here.
+top-level ``routes``, else every provider of the client's format, in config order (the first
+is the primary, the others its fallbacks). Only providers whose kind serves the client's
+format are kept (``anthropic`` for /v1/messages, ``openai``/``openai_compatible`` for
+/v1/chat/completions): no translation here.
 
 A route admits a requested model when its ``models`` globs are empty, one matches, or the model
 is one of its ``aliases`` (naming an alias is allowing it). The alias (else the requested model)
@@ -171,8 +172,11 @@ class Router:
         elif settings.routes:
             default_src, default_routes = "routes", settings.routes
         else:
+            # No routes at all: the providers in config order, each the next one's fallback.
             default_src = "providers"
-            default_routes = [RouteTarget(provider=n) for n in settings.providers]
+            default_routes = [
+                RouteTarget(provider=n, priority=i) for i, n in enumerate(settings.providers)
+            ]
         self._default = {f: self._table(default_src, default_routes, f) for f in fmts}
         self._skills: dict[tuple[str, ClientFormat], _Table] = {}
         for name, policy in settings.skills.items():
