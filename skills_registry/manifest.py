@@ -1,4 +1,4 @@
-"""The registry's value types: problems, a parsed manifest, a stored skill version, a publish result."""
+"""Registry value types: problems, a parsed manifest, a stored skill version, a publish result."""
 
 from __future__ import annotations
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter, Request, Response
-from skills_registry.publish import publish_skill
 
 from gateway.api.responses import json_response
 from gateway.errors import GatewayError
 from gateway.skill_views import publish_result_view, skill_detail_view, skill_summary_view
 from gateway.state.keys import ApiKey
 from skills_registry.manifest import Problem, SkillInvalid
+from skills_registry.publish import publish_skill
 from skills_registry.store import SkillStore, VersionConflict
 
 __all__ = ["authenticate_admin", "read_body_capped", "router", "upload_filename"]

@@ -1,4 +1,4 @@
-"""Backends for the contract suites: a fresh SQLite file, a fresh PostgreSQL schema, a Redis key prefix."""
+"""Contract-suite backends: a fresh SQLite file, a fresh PostgreSQL schema."""
 
 from __future__ import annotations
 
