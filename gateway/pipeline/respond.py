@@ -51,6 +51,8 @@ class GuardedStream(Response):
         status_code: int = 200,
     ) -> None:
         super().__init__(None, status_code, headers, media_type="text/event-stream")
+        # Response() frames an empty body with content-length: 0; a stream has no length.
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
         self._chunks = chunks
         self._on_close = on_close
 
