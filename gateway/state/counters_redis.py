@@ -81,8 +81,8 @@ return 1
 """
 
 
-def _sha(script: str) -> str:
-    return hashlib.sha1(script.encode()).hexdigest()
+def _script(text: str) -> tuple[str, str]:
+    return text, hashlib.sha1(text.encode()).hexdigest()
 
 
 class RedisCounters:
@@ -104,7 +104,8 @@ class RedisCounters:
             socket_timeout=timeout_s,
             retry=Retry(NoBackoff(), 1),
         )
-        self._shas = {RESERVE_LUA: _sha(RESERVE_LUA), SETTLE_LUA: _sha(SETTLE_LUA)}
+        # name -> (text, sha1); per instance so a test can force NOSCRIPT with a variant text.
+        self.scripts = {"reserve": _script(RESERVE_LUA), "settle": _script(SETTLE_LUA)}
 
     async def reserve(self, limits: Sequence[Limit], amounts: Amounts) -> Reservation | Refusal:
         now = self._clock()
@@ -116,7 +117,7 @@ class RedisCounters:
             args += [p.amount, p.limit.limit, _ttl(p.window_end, now)]
         longest = max((p.window_end for p in planned), default=now)
         args.append(_ttl(longest, now))
-        reply = await self._run(RESERVE_LUA, [p.key for p in planned] + [marker], args)
+        reply = await self._run("reserve", [p.key for p in planned] + [marker], args)
         if int(reply[0]) == 0:
             idx, used = reply[1::2], reply[2::2]
             refused = [(planned[int(i) - 1], int(u)) for i, u in zip(idx, used, strict=True)]
@@ -151,10 +152,10 @@ class RedisCounters:
 
     async def _apply(self, reservation: Reservation, deltas: list[int]) -> bool:
         keys = [reservation.marker] + [e.key for e in reservation.entries]
-        return int(await self._run(SETTLE_LUA, keys, deltas)) == 1
+        return int(await self._run("settle", keys, deltas)) == 1
 
-    async def _run(self, script: str, keys: list[str], args: list[int]) -> Any:
-        sha = self._shas[script]
+    async def _run(self, name: str, keys: list[str], args: list[int]) -> Any:
+        script, sha = self.scripts[name]
         try:
             try:
                 return await self._redis.evalsha(sha, len(keys), *keys, *args)
