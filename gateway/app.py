@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway.api import admin, health, proxy
+from gateway.api import admin, check, health, proxy
 from gateway.api.responses import admin_error_response
 from gateway.bootstrap import bootstrap, prepare_data_dir
 from gateway.errors import ErrorCode, GatewayError
@@ -71,6 +71,7 @@ def create_app(
     app.state.skill_count = None
     app.include_router(health.router)
     proxy.install(app, settings)
+    app.include_router(check.router)  # POST /v1/tool-calls/check
     if settings.admin.enabled:
         app.include_router(admin.router)
     _install_error_handlers(app)
