@@ -30,31 +30,14 @@ from typing import Any, Literal
 import orjson
 
 from gateway.errors import GatewayError
-from gateway.settings import ProviderSettings, RouteTarget, Settings
-from gateway.upstream.client import ProviderTarget, Timeouts
+from gateway.settings import RouteTarget, Settings
+from gateway.upstream.client import ProviderTarget
 
-__all__ = [
-    "DEFAULT_BASE_URLS",
-    "PlannedAttempt",
-    "Router",
-    "model_not_allowed",
-    "provider_target",
-    "provider_targets",
-    "with_model",
-]
+__all__ = ["PlannedAttempt", "Router", "model_not_allowed", "with_model"]
 
 ClientFormat = Literal["anthropic", "openai"]
-DEFAULT_BASE_URLS = {"anthropic": "https://api.anthropic.com", "openai": "https://api.openai.com"}
-_KIND: dict[str, ClientFormat] = {
-    "anthropic": "anthropic",
-    "openai": "openai",
-    "openai_compatible": "openai",
-}
 _API_NAME = {"anthropic": "Anthropic Messages", "openai": "OpenAI Chat Completions"}
 _CACHE_MAX = 1024
-# Local servers (vLLM, Ollama) often need no key; ProviderTarget insists on one, and a dummy
-# bearer token is what their own docs tell OpenAI SDK users to send.
-_KEYLESS_PLACEHOLDER = "none"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,42 +86,6 @@ def _globs(patterns: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(translate(p) for p in pats)) if pats else None
 
 
-def provider_target(name: str, p: ProviderSettings) -> ProviderTarget | None:
-    """The client target for one configured provider; None for ``demo`` and for a hosted
-    provider (anthropic, openai) without an api_key."""
-    kind = _KIND.get(p.type)
-    if kind is None:
-        return None
-    key = p.api_key.get_secret_value() if p.api_key is not None else ""
-    if not key:
-        if p.type != "openai_compatible":
-            return None
-        key = _KEYLESS_PLACEHOLDER
-    # timeout_s bounds the wait for the response head and each silence between chunks; the
-    # whole exchange is bounded by server.request_timeout_s at the edge, not here.
-    timeouts = Timeouts(
-        connect=p.connect_timeout_s, first_byte=p.timeout_s, idle=p.timeout_s, total=None
-    )
-    return ProviderTarget(
-        name=name,
-        base_url=p.base_url or DEFAULT_BASE_URLS[kind],
-        kind=kind,
-        api_key=key,
-        timeouts=timeouts,
-        extra_headers=tuple(p.headers.items()),
-    )
-
-
-def provider_targets(settings: Settings) -> dict[str, ProviderTarget]:
-    """Every configured provider that can be reached (see provider_target), by name."""
-    out: dict[str, ProviderTarget] = {}
-    for name, p in settings.providers.items():
-        target = provider_target(name, p)
-        if target is not None:
-            out[name] = target
-    return out
-
-
 def model_not_allowed(skill: str | None, model: str, source: str) -> GatewayError:
     who = f"skill {skill!r}" if skill else "requests without a skill"
     return GatewayError(
@@ -156,12 +103,13 @@ class Router:
     def __init__(
         self,
         settings: Settings,
+        targets: Mapping[str, ProviderTarget],
         *,
-        targets: Mapping[str, ProviderTarget] | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        # targets: override/extend provider_targets(settings), e.g. the built-in demo provider.
-        self._targets = {**provider_targets(settings), **(targets or {})}
+        # targets: the reachable providers by name (Runtime.targets); a route naming any other
+        # (demo, no key) is left out of every plan. A target's kind decides the format it serves.
+        self._targets = dict(targets)
         self._providers = settings.providers
         self._rng = rng or random.Random()
         self._cache: dict[tuple[int, str], tuple[tuple[_Entry, str], ...]] = {}
@@ -184,7 +132,7 @@ class Router:
                 src = f"skills.{name}.routes"
                 for f in fmts:
                     self._skills[(name, f)] = self._table(src, policy.routes, f)
-        # Providers named by routes that cannot be reached (demo, missing key): for start-up logs.
+        # Configured providers that no plan can use (demo, missing key): for start-up logs.
         self.unreachable = sorted({n for n in self._providers if n not in self._targets})
 
     def _table(self, source: str, routes: Iterable[RouteTarget], fmt: ClientFormat) -> _Table:

@@ -16,11 +16,12 @@ import pytest
 
 from gateway.formats.anthropic_messages.errors import rerender_upstream_error
 from gateway.pipeline.context import UpstreamAttempt
+from gateway.runtime import provider_target
 from gateway.settings import Settings
 from gateway.upstream.breaker import Breakers
 from gateway.upstream.client import ProviderTarget, UpstreamClient, UpstreamProtocolError
 from gateway.upstream.failover import NoProviderAvailable, RetryPolicy, send_with_failover
-from gateway.upstream.router import Router, provider_targets, with_model
+from gateway.upstream.router import Router, with_model
 from tests.e2e.upstreams import (
     ScriptedAnthropic,
     anthropic_error,
@@ -54,9 +55,11 @@ class Gateway:
     """What forward.py will do, reduced: plan, send_with_failover, read the committed reply."""
 
     def __init__(self, settings: Settings, clock: FakeClock) -> None:
-        self.router = Router(settings)
+        targets = {n: provider_target(n, p) for n, p in settings.providers.items()}
+        reachable = {n: t for n, t in targets.items() if t is not None}
+        self.router = Router(settings, reachable)
         self.breakers = Breakers.from_providers(settings.providers, clock=clock)
-        self.client = UpstreamClient(provider_targets(settings).values())
+        self.client = UpstreamClient(reachable.values())
         self.sleeps: list[float] = []
 
     async def sleep(self, seconds: float) -> None:

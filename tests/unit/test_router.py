@@ -10,9 +10,10 @@ import orjson
 import pytest
 
 from gateway.errors import GatewayError
+from gateway.runtime import provider_target
 from gateway.settings import Settings
 from gateway.upstream.client import ProviderTarget
-from gateway.upstream.router import Router, provider_target, with_model
+from gateway.upstream.router import Router, with_model
 
 KEY = "sk-provider-0123456789"
 
@@ -32,12 +33,26 @@ def settings(extra: dict[str, Any] | None = None, **data: Any) -> Settings:
     return Settings.model_validate({"providers": providers, **data})
 
 
+def targets(s: Settings) -> dict[str, ProviderTarget]:
+    """As the runtime builds them (Runtime.targets)."""
+    out = {}
+    for name, conf in s.providers.items():
+        target = provider_target(name, conf)
+        if target is not None:
+            out[name] = target
+    return out
+
+
+def router(s: Settings, rng: random.Random | None = None) -> Router:
+    return Router(s, targets(s), rng=rng)
+
+
 def names(router: Router, skill: str | None, fmt: str, model: str | None) -> list[str]:
     return [a.provider for a in router.plan(skill, fmt, model)]  # type: ignore[arg-type]
 
 
 def test_default_is_every_reachable_provider_of_the_format_in_config_order() -> None:
-    r = Router(settings())
+    r = router(settings())
     assert names(r, None, "anthropic", "claude-x") == ["ant-a", "ant-b", "ant-c"]
     assert names(r, "any-skill", "openai", "gpt-4o") == ["oai", "local"]
     assert r.unreachable == ["demo", "nokey"]
@@ -53,22 +68,22 @@ def test_route_list_precedence_skill_then_star_then_global() -> None:
             "plain": {"mode": "filter"},
         },
     )
-    r = Router(s)
+    r = router(s)
     assert names(r, "review", "anthropic", "m") == ["ant-a"]
     assert names(r, "plain", "anthropic", "m") == ["ant-b"]
     assert names(r, None, "anthropic", "m") == ["ant-b"]
     assert r.table_source("review", "anthropic") == "skills.review.routes"
-    r2 = Router(settings(routes=[{"provider": "ant-c"}], skills={"plain": {}}))
+    r2 = router(settings(routes=[{"provider": "ant-c"}], skills={"plain": {}}))
     assert names(r2, "plain", "anthropic", "m") == ["ant-c"]
     assert r2.table_source("plain", "anthropic") == "routes"
 
 
 def test_only_providers_serving_the_client_format() -> None:
     s = settings(skills={"x": {"routes": [{"provider": "oai"}, {"provider": "ant-a"}]}})
-    r = Router(s)
+    r = router(s)
     assert names(r, "x", "anthropic", "m") == ["ant-a"]
     assert names(r, "x", "openai", "m") == ["oai"]
-    only_oai = Router(settings(skills={"x": {"routes": [{"provider": "oai"}]}}))
+    only_oai = router(settings(skills={"x": {"routes": [{"provider": "oai"}]}}))
     with pytest.raises(GatewayError) as err:
         only_oai.plan("x", "anthropic", "m")
     assert (err.value.code, err.value.status) == ("no_provider_available", 503)
@@ -76,7 +91,7 @@ def test_only_providers_serving_the_client_format() -> None:
 
 
 def test_empty_skill_routes_means_no_provider() -> None:
-    r = Router(settings(skills={"x": {"routes": []}}))
+    r = router(settings(skills={"x": {"routes": []}}))
     with pytest.raises(GatewayError, match="no provider"):
         r.plan("x", "anthropic", "m")
 
@@ -87,7 +102,7 @@ def test_priority_order_lower_first() -> None:
         {"provider": "ant-b", "priority": 0},
         {"provider": "ant-c", "priority": 1},
     ]
-    r = Router(settings(routes=routes))
+    r = router(settings(routes=routes))
     assert names(r, None, "anthropic", "m") == ["ant-b", "ant-c", "ant-a"]
 
 
@@ -97,21 +112,21 @@ def test_weighted_shuffle_within_a_priority_is_seedable_and_proportional() -> No
         {"provider": "ant-b", "weight": 1},
         {"provider": "ant-c", "priority": 5},
     ]
-    r = Router(settings(routes=routes), rng=random.Random(7))
+    r = router(settings(routes=routes), rng=random.Random(7))
     firsts = Counter(names(r, None, "anthropic", "m")[0] for _ in range(4000))
     assert set(firsts) == {"ant-a", "ant-b"}
     assert 0.70 < firsts["ant-a"] / 4000 < 0.80  # 3:1
     plan = names(r, None, "anthropic", "m")
     assert sorted(plan[:2]) == ["ant-a", "ant-b"] and plan[2] == "ant-c"
-    same = [names(Router(settings(routes=routes), rng=random.Random(1)), None, "anthropic", "m")]
+    same = [names(router(settings(routes=routes), rng=random.Random(1)), None, "anthropic", "m")]
     assert same == [
-        names(Router(settings(routes=routes), rng=random.Random(1)), None, "anthropic", "m")
+        names(router(settings(routes=routes), rng=random.Random(1)), None, "anthropic", "m")
     ]
 
 
 def test_weight_zero_is_a_backup_never_first() -> None:
     routes = [{"provider": "ant-a", "weight": 0}, {"provider": "ant-b"}, {"provider": "ant-c"}]
-    r = Router(settings(routes=routes), rng=random.Random(3))
+    r = router(settings(routes=routes), rng=random.Random(3))
     for _ in range(50):
         assert names(r, None, "anthropic", "m")[-1] == "ant-a"
 
@@ -122,7 +137,7 @@ def test_model_globs_per_route_and_per_provider() -> None:
         {"provider": "ant-b", "priority": 1},
     ]
     s = settings({"ant-b": {"models": ["claude-haiku-*"]}}, routes=routes)
-    r = Router(s)
+    r = router(s)
     assert names(r, None, "anthropic", "claude-sonnet-4-5") == ["ant-a"]
     assert names(r, None, "anthropic", "claude-opus-4-8") == ["ant-a"]
     assert names(r, None, "anthropic", "claude-haiku-4-5") == ["ant-b"]
@@ -138,7 +153,7 @@ def test_aliases_rewrite_the_upstream_model_and_admit_the_alias() -> None:
         {"provider": "ant-a", "models": ["claude-*"], "aliases": {"fast": "claude-haiku-4-5"}},
         {"provider": "ant-b", "priority": 1, "aliases": {"fast": "claude-haiku-4-5-20251001"}},
     ]
-    r = Router(settings(routes=routes))
+    r = router(settings(routes=routes))
     plan = r.plan(None, "anthropic", "fast")
     assert [(a.provider, a.model) for a in plan] == [
         ("ant-a", "claude-haiku-4-5"),
@@ -152,7 +167,7 @@ def test_aliases_rewrite_the_upstream_model_and_admit_the_alias() -> None:
 
 
 def test_no_model_means_no_filter_and_no_rewrite() -> None:
-    r = Router(settings(routes=[{"provider": "ant-a", "models": ["x"]}]))
+    r = router(settings(routes=[{"provider": "ant-a", "models": ["x"]}]))
     assert [(a.provider, a.model) for a in r.plan(None, "anthropic", None)] == [("ant-a", None)]
 
 
@@ -162,48 +177,19 @@ def test_a_provider_appears_once_and_max_retries_come_from_the_provider() -> Non
         {"provider": "oai", "priority": 2},
         {"provider": "local", "priority": 1},
     ]
-    plan = Router(settings(routes=routes)).plan(None, "openai", "gpt-4o")
+    plan = router(settings(routes=routes)).plan(None, "openai", "gpt-4o")
     assert [(a.provider, a.max_retries) for a in plan] == [("oai", 4), ("local", 2)]
-
-
-def test_targets_from_provider_settings() -> None:
-    s = settings()
-    oai = provider_target("oai", s.providers["oai"])
-    assert oai is not None and oai.kind == "openai" and oai.base_url == "https://api.openai.com"
-    local = provider_target("local", s.providers["local"])
-    assert local is not None and local.kind == "openai" and local.api_key == "none"
-    assert provider_target("demo", s.providers["demo"]) is None
-    assert provider_target("nokey", s.providers["nokey"]) is None
-    s2 = Settings.model_validate(
-        {
-            "providers": {
-                "a": {
-                    "type": "anthropic",
-                    "api_key": KEY,
-                    "timeout_s": 7,
-                    "connect_timeout_s": 2,
-                    "headers": {"X-Org": "o1"},
-                }
-            }
-        }
-    )
-    a = provider_target("a", s2.providers["a"])
-    assert a is not None
-    assert (a.timeouts.connect, a.timeouts.first_byte, a.timeouts.idle) == (2, 7, 7)
-    assert a.forward_headers({})["x-org"] == "o1"
-    assert KEY not in repr(a)
 
 
 def test_injected_targets_extend_the_settings() -> None:
     demo = ProviderTarget("demo", "http://127.0.0.1:9", "anthropic", "demo-key")
-    r = Router(settings(routes=[{"provider": "demo"}]), targets={"demo": demo})
+    s = settings(routes=[{"provider": "demo"}])
+    r = Router(s, {**targets(s), "demo": demo})
     assert [a.target for a in r.plan(None, "anthropic", "m")] == [demo]
 
 
 def test_plans_are_cached_per_model_but_shuffled_per_call() -> None:
-    r = Router(
-        settings(routes=[{"provider": "ant-a"}, {"provider": "ant-b"}]), rng=random.Random(0)
-    )
+    r = router(settings(routes=[{"provider": "ant-a"}, {"provider": "ant-b"}]), random.Random(0))
     orders = {tuple(names(r, None, "anthropic", "m")) for _ in range(40)}
     assert orders == {("ant-a", "ant-b"), ("ant-b", "ant-a")}
     for i in range(3000):  # client-chosen models never grow the cache without bound
