@@ -160,3 +160,15 @@ def test_unicode_reason_survives() -> None:
     answer = {"decision": "deny", "rule": "Read(./src/**)", "reason": "chemin « interdit »"}
     reason = reason_of(run_hook(BASH, CONFIG, transport=transport(body=answer)))
     assert reason.endswith("Read(./src/**): chemin « interdit »")
+
+
+def test_rule_naming_the_skill_is_not_repeated() -> None:
+    answer = {
+        "decision": "deny",
+        "rule": "code-review@1.0.0 allowed-tools",
+        "reason": "no Bash rule allows 'git push'",
+        "skill": "code-review",
+        "skill_version": "1.0.0",
+    }
+    reason = reason_of(run_hook(BASH, CONFIG, transport=transport(body=answer)))
+    assert reason == "Skillwarden code-review@1.0.0 allowed-tools: no Bash rule allows 'git push'"
