@@ -11,6 +11,7 @@ Lua script per reserve, shared by every replica). open_counters() picks one by U
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -157,11 +158,20 @@ def window_bounds(window: Window, now: float) -> tuple[float, float]:
 
 
 def counter_key(prefix: str, limit: Limit, window_start: float) -> str:
+    return f"{_key_stem(prefix, limit)}:{int(window_start)}:{_key_who(limit.consumer)}"
+
+
+# Bounded caches of the quoted parts: a request's names repeat on every turn of an agent.
+@functools.lru_cache(maxsize=4096)
+def _key_stem(prefix: str, limit: Limit) -> str:
     # {skill} is a Redis Cluster hash tag: one request's keys share a slot. Names are
     # percent-quoted so a ':' or '{' in a consumer name cannot forge another key.
-    who = "*" if limit.consumer is None else "c=" + quote(limit.consumer, safe="")
-    skill = quote(limit.skill, safe="")
-    return f"{prefix}{{{skill}}}:{limit.kind}:{limit.window}:{int(window_start)}:{who}"
+    return f"{prefix}{{{quote(limit.skill, safe='')}}}:{limit.kind}:{limit.window}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _key_who(consumer: str | None) -> str:
+    return "*" if consumer is None else "c=" + quote(consumer, safe="")
 
 
 def marker_key(prefix: str, limits: Sequence[Limit], reservation_id: str) -> str:
