@@ -8,6 +8,7 @@ tiny TCP server that accepts and drops every connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import secrets
 import time
@@ -319,3 +320,55 @@ async def test_memory_sweeps_expired_windows(clock: FakeClock) -> None:
     clock.now += 3_600
     await counters.reserve([tokens(10, consumer="z")], Amounts(1))
     assert len(counters._counts) == 1  # the old minute's counter is gone
+
+
+class RedisProxy:
+    """A TCP forwarder to the shared Redis that can be stopped and started again on the same
+    port: Redis going away and coming back, without touching the shared server."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", 6379)
+        self._writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+@pytest.mark.redis
+async def test_service_resumes_when_redis_comes_back(redis_prefix: str) -> None:
+    proxy = RedisProxy()
+    await proxy.start()
+    counters = open_counters(f"redis://127.0.0.1:{proxy.port}/0", redis_prefix, timeout_s=0.5)
+    limit = tokens(10_000)
+    first = admitted(await counters.reserve([limit], Amounts(100)))
+    await proxy.stop()
+    with pytest.raises(CountersUnavailable):
+        await counters.reserve([limit], Amounts(100))
+    await proxy.start()  # same port: the pool reconnects on the next command
+    admitted(await counters.reserve([limit], Amounts(100)))
+    assert await counters.settle(first, 50) is True
+    assert (await counters.usage(limit)).used == 150
+    await counters.aclose()
+    await proxy.stop()
