@@ -64,10 +64,6 @@ class Limit:
     def scope(self) -> Literal["skill", "consumer"]:
         return "skill" if self.consumer is None else "consumer"
 
-    def describe(self) -> str:
-        who = "" if self.consumer is None else f" for consumer '{self.consumer}'"
-        return f"{self.kind} per {self.window} of skill '{self.skill}'{who}"
-
     def rule(self) -> str:
         """A stable rule name for audit records: budget:<skill>:<scope>:<window>:<kind>."""
         return f"budget:{self.skill}:{self.scope}:{self.window}:{self.kind}"
