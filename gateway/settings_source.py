@@ -19,6 +19,9 @@ from skills_registry.manifest import Problem
 ENV_PREFIX = "SKILLWARDEN_"
 # Read by load_settings itself, so it is not a config override.
 CONFIG_ENV = "SKILLWARDEN_CONFIG"
+# Variables of the client side (hook command) and the config path itself: never config keys,
+# so a shell that sets them for `skillwarden hook` can still run `skillwarden serve`.
+CLIENT_ENV = frozenset({CONFIG_ENV, "SKILLWARDEN_URL", "SKILLWARDEN_API_KEY", "SKILLWARDEN_SKILL"})
 # ${NAME} or ${NAME:-default}; $${ escapes a literal "${".
 _ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -108,7 +111,7 @@ def env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str
     tree: dict[str, Any] = {}
     origins: dict[str, str] = {}
     for var in sorted(env):
-        if not var.startswith(ENV_PREFIX) or var == CONFIG_ENV:
+        if not var.startswith(ENV_PREFIX) or var in CLIENT_ENV:
             continue
         keys = [part.lower() for part in var[len(ENV_PREFIX) :].split("__")]
         if not all(keys):

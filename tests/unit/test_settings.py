@@ -163,3 +163,15 @@ def test_example_config_is_valid() -> None:
     s = load_settings(REPO / "skillwarden.example.yaml", {"ANTHROPIC_API_KEY": "sk-ant-x"})
     assert isinstance(s, Settings)
     assert "code-review" in s.skills and "*" in s.skills
+
+
+def test_hook_variables_are_not_config_keys() -> None:
+    """The hook's SKILLWARDEN_URL/_API_KEY/_SKILL must not make `serve` refuse to start."""
+    env = {
+        "SKILLWARDEN_URL": "http://127.0.0.1:8080",
+        "SKILLWARDEN_API_KEY": "sk-sw-x",
+        "SKILLWARDEN_SKILL": "code-review",
+        "SKILLWARDEN_SERVER__PORT": "9001",
+    }
+    settings = load_settings(None, env=env)
+    assert settings.server.port == 9001
