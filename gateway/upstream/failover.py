@@ -107,18 +107,46 @@ class NoProviderAvailable(GatewayError):
         upstream: UpstreamFailure | None,
         retry_after_s: float | None,
     ) -> None:
-        tried = "; ".join(f"{a.provider}: {a.error}" for a in attempts) or "no provider planned"
         headers = {"retry-after": str(math.ceil(retry_after_s))} if retry_after_s else None
         super().__init__(
             "no_provider_available",
             503,
-            f"no provider available ({tried})",
+            f"no provider available: {_outcomes(attempts)}",
             rule="routes",
             headers=headers,
         )
         self.attempts = list(attempts)
         self.upstream = upstream
         self.retry_after_s = retry_after_s
+
+
+def _outcomes(attempts: Sequence[UpstreamAttempt]) -> str:
+    """Per provider, its last outcome in words: 'anthropic' unreachable (3 attempts); ..."""
+    last: dict[str, tuple[str, int]] = {}
+    for a in attempts:
+        tries = last.get(a.provider, ("", 0))[1] + (a.error != "circuit_open")
+        last[a.provider] = (_WORDS.get(a.error or "", "") or _words(a.error), tries)
+    if not last:
+        return "no route planned a provider"
+    parts = []
+    for name, (what, tries) in last.items():
+        parts.append(f"'{name}' {what}" + (f" ({tries} attempts)" if tries > 1 else ""))
+    return "; ".join(parts)
+
+
+_WORDS = {
+    "connect": "unreachable",
+    "protocol": "dropped the connection",
+    "circuit_open": "out of rotation (circuit open)",
+}
+
+
+def _words(error: str | None) -> str:
+    if error and error.startswith("http_"):
+        return f"answered HTTP {error[5:]}"
+    if error and error.startswith("timeout:"):
+        return f"timed out ({error[8:].replace('_', ' ')})"
+    return error or "failed"
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:

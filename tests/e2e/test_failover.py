@@ -246,6 +246,7 @@ async def test_nothing_reachable_is_503_no_provider_available(
     e = err.value
     assert (e.code, e.status, e.upstream) == ("no_provider_available", 503, None)
     assert summary(e.attempts) == [("p0", None, "connect")]
+    assert e.message == "no provider available: 'p0' unreachable"
 
 
 async def test_breaker_opens_skips_half_opens_and_closes(

@@ -198,7 +198,7 @@ async def test_all_http_failures_keep_the_last_upstream_error() -> None:
     assert isinstance(e, GatewayError) and (e.code, e.status) == ("no_provider_available", 503)
     assert e.upstream == UpstreamFailure("b", 429, {"retry-after": "60"}, b'{"error":"slow down"}')
     assert summary(e.attempts) == [("a", 503, "http_503"), ("b", 429, "http_429")]
-    assert "a: http_503; b: http_429" in e.message
+    assert e.message == "no provider available: 'a' answered HTTP 503; 'b' answered HTTP 429"
     assert all(r.released for r in h.replies)
 
 
@@ -208,11 +208,12 @@ async def test_no_reply_at_all_is_a_plain_503() -> None:
         await h.run("a", "b", retries=0)
     assert err.value.upstream is None and err.value.headers == {}
     assert summary(err.value.attempts) == [("a", None, "connect"), ("b", None, "timeout:connect")]
+    assert err.value.message == ("no provider available: 'a' unreachable; 'b' timed out (connect)")
 
 
 async def test_empty_plan() -> None:
     h = Harness()
-    with pytest.raises(NoProviderAvailable, match="no provider planned"):
+    with pytest.raises(NoProviderAvailable, match="no route planned a provider"):
         await h.run()
 
 
@@ -239,6 +240,7 @@ async def test_every_circuit_open_answers_503_with_retry_after() -> None:
     with pytest.raises(NoProviderAvailable) as err:
         await h.run("a")
     assert summary(err.value.attempts) == [("a", None, "circuit_open")]
+    assert "'a' out of rotation (circuit open)" in err.value.message
     assert err.value.retry_after_s == pytest.approx(20.0)
     assert err.value.headers == {"retry-after": "20"}
 
