@@ -40,9 +40,10 @@ from skills_registry.store_sqlite import sqlite_path
 __all__ = ["audit_app", "parse_since"]
 
 _EXAMPLES = (
-    "Examples:  skillwarden audit --skill code-review --since 24h --decision deny"
-    "  |  skillwarden audit --since 2026-05-01T00:00:00Z --format jsonl > audit.jsonl"
-    "  |  skillwarden audit verify"
+    "Examples:\n\n"
+    "skillwarden audit --skill code-review --since 24h --decision deny\n\n"
+    "skillwarden audit --since 2026-05-01T00:00:00Z --format jsonl > audit.jsonl\n\n"
+    "skillwarden audit verify"
 )
 
 audit_app = typer.Typer(

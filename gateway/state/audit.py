@@ -70,21 +70,22 @@ class AuditRecord:
     secrets cannot reach the audit log through this type. `prev_hash`/`hash` are set by the
     store when the record joins the chain; callers leave them empty."""
 
-    request_id: str
-    endpoint: str
-    decision: Decision
-    status: int = 0
-    kind: RecordKind = "request"
+    # Field order is the output column order (jsonl, csv): PRODUCT.md's order, then extras.
     id: str = field(default_factory=_new_id)
     ts: datetime = field(default_factory=_now)
+    kind: RecordKind = "request"
+    request_id: str
     consumer: str | None = None
     skill: str | None = None
     skill_version: str | None = None
     skill_digest: str | None = None
     bound_by: str | None = None  # how the skill was bound: skill_tool_call | header | ...
     session_id: str | None = None
+    endpoint: str
     provider: str | None = None
     model: str | None = None
+    status: int = 0
+    decision: Decision
     reasons: Sequence[str] = ()
     tools_offered: Sequence[str] = ()
     tools_removed: Sequence[str] = ()
