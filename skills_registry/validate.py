@@ -176,12 +176,19 @@ def _split_tools(value: object) -> tuple[tuple[str, ...] | None, list[Problem]]:
     return entries, parse_rules(entries)[2]  # every entry must be a rule we can enforce
 
 
+def _error_path(error: ValidationError) -> tuple[str, ...]:
+    return tuple(str(part) for part in error.absolute_path)
+
+
 def validate_frontmatter(
     frontmatter: Mapping[Any, Any], body: str = "", *, folder_name: str | None = None
 ) -> tuple[Manifest | None, list[Problem]]:
     """(Manifest, []) when valid, else (None, every problem); folder_name None skips that check."""
     problems: list[Problem] = []
-    for error in _validator().iter_errors(frontmatter):
+    # jsonschema's error order follows set iteration (hash-seeded): sort by path so that
+    # users and tests see the same list on every run.
+    errors = sorted(_validator().iter_errors(frontmatter), key=_error_path)
+    for error in errors:
         problems.extend(_schema_problems(error))
     name = frontmatter.get("name")
     if isinstance(name, str):
