@@ -123,7 +123,7 @@ def config_check(
     summary = {
         "ok": True,
         "storage": redact_url(settings.storage_url),
-        "state": redact_url(settings.state),
+        "state": redact_url(settings.state_url),
         "providers": sorted(settings.providers),
         "routes": len(settings.routes),
         "skills": sorted(settings.skills),

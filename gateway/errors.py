@@ -25,6 +25,9 @@ ErrorCode = Literal[
     "invalid_request",
     "payload_too_large",
     "unauthenticated",
+    # Added by Skillwarden to PRODUCT.md's list (docs/budgets-and-routing.md): the budget
+    # store (Redis) cannot be reached, so a budgeted request is refused (503, retryable).
+    "budget_unavailable",
     # Admin API and gateway-internal.
     "forbidden",
     "not_found",

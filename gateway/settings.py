@@ -11,7 +11,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+)
 from pydantic import model_validator as _model_validator
 
 from gateway.settings_source import (
@@ -35,6 +43,7 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "SkillPolicy",
+    "StateSettings",
     "load_settings",
 ]
 
@@ -68,6 +77,12 @@ def _state_url(url: str) -> str:
     return url
 
 
+def _state_shape(value: Any) -> Any:
+    # `state: redis://...` is shorthand for `state: {url: redis://...}`; a bad URL in the
+    # shorthand is reported at `state` itself, as before the mapping form existed.
+    return {"url": _state_url(value)} if isinstance(value, str) else value
+
+
 def _long_secret(key: SecretStr) -> SecretStr:
     if len(key.get_secret_value()) < 16:
         raise ValueError("must be at least 16 characters")
@@ -77,6 +92,7 @@ def _long_secret(key: SecretStr) -> SecretStr:
 Regex = Annotated[str, AfterValidator(_compile_regex)]
 StorageUrl = Annotated[str, AfterValidator(_storage_url)]
 Window = Literal["minute", "hour", "day", "month"]
+DEFAULT_MAX_TOKENS = 4096  # output cap of an OpenAI request without max_tokens
 
 
 class _Model(BaseModel):
@@ -134,6 +150,15 @@ class BudgetSettings(_Model):
         return self
 
 
+class StateSettings(_Model):
+    """Where budget and rate counters live (`state:` as a URL string or this mapping)."""
+
+    url: Annotated[str, AfterValidator(_state_url)] = "memory"
+    key_prefix: str = Field(default="skillwarden:", min_length=1)  # Redis keys start with it
+    timeout_s: float = Field(default=1.0, gt=0, le=60)  # connect and per command
+    fail_open: bool = False  # store down: admit budgeted requests unmetered instead of 503
+
+
 class GuardSettings(_Model):
     allow: list[Regex] = []  # when non-empty, user content must match one
     deny: list[Regex] = []
@@ -147,6 +172,8 @@ class SkillPolicy(_Model):
     always_allowed: list[str] | None = None
     budgets: list[BudgetSettings] = []
     routes: list[RouteTarget] | None = None
+    # Reserved (and sent upstream) for an OpenAI request that states no max_tokens.
+    default_max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
     guard: GuardSettings | None = None
     no_skill: str | None = None  # only under "*": "deny" or a baseline skill name
 
@@ -171,7 +198,7 @@ class Settings(_Model):
     admin: AdminSettings = AdminSettings()
     data_dir: Path = Path(".skillwarden")
     storage: StorageUrl = ""  # default sqlite:///<data_dir>/skillwarden.db
-    state: Annotated[str, AfterValidator(_state_url)] = "memory"
+    state: Annotated[StateSettings, BeforeValidator(_state_shape)] = StateSettings()
     providers: dict[str, ProviderSettings] = {}
     routes: list[RouteTarget] = []
     skills: dict[str, SkillPolicy] = {}
@@ -194,6 +221,18 @@ class Settings(_Model):
     @property
     def audit_storage_url(self) -> str:
         return self.audit.storage or self.storage
+
+    @property
+    def state_url(self) -> str:
+        return self.state.url
+
+    def default_max_tokens(self, skill: str | None) -> int:
+        """skills[skill].default_max_tokens, else skills["*"]'s, else 4096."""
+        for name in (skill, "*"):
+            policy = self.skills.get(name) if name is not None else None
+            if policy is not None and policy.default_max_tokens is not None:
+                return policy.default_max_tokens
+        return DEFAULT_MAX_TOKENS
 
 
 def _semantic_problems(settings: Settings) -> list[Problem]:
@@ -230,6 +269,11 @@ def _redact(path: str, value: str) -> str:
     return "<redacted>" if ("api_key" in path or "secret" in path) and value else value
 
 
+def _state_as_mapping(data: Mapping[str, Any]) -> dict[str, Any]:
+    state = data.get("state")
+    return {**data, "state": {"url": state}} if isinstance(state, str) else dict(data)
+
+
 def load_settings(
     path: Path | None = None,
     env: Mapping[str, str] | None = None,
@@ -254,7 +298,12 @@ def load_settings(
     raw, env_problems = expand_env(raw, environ)
     problems += env_problems
     from_env, origins = env_overrides(environ)
-    merged = deep_merge(deep_merge(raw, from_env), overrides or {})
+    # Both state shapes as mappings first, so SKILLWARDEN_STATE=redis://... keeps the
+    # file's key_prefix (deep_merge would replace a whole mapping with a string).
+    layers = [raw, from_env, dict(overrides or {})]
+    if any(isinstance(d.get("state"), dict) for d in layers):
+        layers = [_state_as_mapping(d) for d in layers]
+    merged = deep_merge(deep_merge(layers[0], layers[1]), layers[2])
     try:
         settings = Settings.model_validate(merged)
     except ValidationError as exc:

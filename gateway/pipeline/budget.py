@@ -55,9 +55,9 @@ HARD_CAP = 10_000_000  # no single request reports more tokens than this, per us
 ABSURD_FACTOR = 4  # a charge above reserved * this is clamped and audited
 STORE_DOWN_RETRY_S = 5
 _OPENAI_CAPS = ("max_completion_tokens", "max_tokens")
-# Interim: PRODUCT.md has no code for "a dependency of the gateway is down"; 503 with
-# no_provider_available is the closest existing one (see the report: budget_unavailable).
-STORE_DOWN_CODE: ErrorCode = "no_provider_available"
+# PRODUCT.md has no code for "the budget store is down": budget_unavailable is our addition
+# (503, retryable; documented in docs/budgets-and-routing.md).
+STORE_DOWN_CODE: ErrorCode = "budget_unavailable"
 
 
 @dataclass(frozen=True, slots=True)

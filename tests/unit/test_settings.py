@@ -27,7 +27,7 @@ def test_defaults_are_embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.chdir(tmp_path)
     s = load_settings(None, {})
     assert s.server.host == "127.0.0.1" and s.server.port == 8080
-    assert s.state == "memory"
+    assert s.state_url == "memory"
     assert s.data_dir == Path(".skillwarden")
     assert s.storage_url == f"sqlite:///{tmp_path / '.skillwarden' / 'skillwarden.db'}"
 
@@ -68,7 +68,7 @@ def test_env_overrides_nest_with_double_underscore(tmp_path: Path) -> None:
     }
     s = load_settings(None, env)
     assert s.server.port == 9000 and s.server.host == "0.0.0.0"
-    assert s.state == "redis://127.0.0.1:6379/0"
+    assert s.state_url == "redis://127.0.0.1:6379/0"
     assert s.guard.deny == ["(?i)ignore previous"]
 
 
@@ -175,3 +175,41 @@ def test_hook_variables_are_not_config_keys() -> None:
     }
     settings = load_settings(None, env=env)
     assert settings.server.port == 9001
+
+
+def test_state_as_url_or_mapping(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, "state: redis://r:6379/0\n"), {})
+    assert s.state_url == "redis://r:6379/0"
+    assert (s.state.key_prefix, s.state.timeout_s, s.state.fail_open) == (
+        "skillwarden:",
+        1.0,
+        False,
+    )
+    text = (
+        "state: {url: 'redis://r:6379/1', key_prefix: 'sw-a:', timeout_s: 0.5, fail_open: true}\n"
+    )
+    s = load_settings(write(tmp_path, text), {})
+    assert s.state.url == "redis://r:6379/1" and s.state.key_prefix == "sw-a:"
+    assert s.state.timeout_s == 0.5 and s.state.fail_open is True
+    # SKILLWARDEN_STATE=<url> replaces the URL only; the file's other state keys stay.
+    s = load_settings(write(tmp_path, text), {"SKILLWARDEN_STATE": "memory"})
+    assert s.state.url == "memory" and s.state.key_prefix == "sw-a:" and s.state.fail_open
+
+
+def test_state_mapping_problems(tmp_path: Path) -> None:
+    path = write(tmp_path, "state: {url: memcached://x, timeout_s: 0, colour: red}\n")
+    fields = {f for f, _, _ in problems_of(path)}
+    assert fields == {"state.url", "state.timeout_s", "state.colour"}
+
+
+def test_default_max_tokens_per_skill(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "skills:\n  '*': {default_max_tokens: 2048}\n  big: {default_max_tokens: 16000}\n",
+    )
+    s = load_settings(path, {})
+    assert s.default_max_tokens("big") == 16000
+    assert s.default_max_tokens("other") == 2048 and s.default_max_tokens(None) == 2048
+    assert Settings().default_max_tokens("x") == 4096
+    bad = write(tmp_path, "skills: {a: {default_max_tokens: 0}}\n")
+    assert [f for f, _, _ in problems_of(bad)] == ["skills.a.default_max_tokens"]
