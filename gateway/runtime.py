@@ -13,8 +13,12 @@ from typing import Literal
 
 from gateway.settings import GuardSettings, ProviderSettings, Settings, SkillPolicy
 from gateway.state.audit import AuditStore, open_audit_store
+from gateway.state.counters import Counters, open_counters
 from gateway.state.keys import ApiKey, ApiKeyStore, hash_key
+from gateway.upstream.breaker import Breakers
 from gateway.upstream.client import ProviderTarget, Timeouts, UpstreamClient
+from gateway.upstream.cost import PriceBook
+from gateway.upstream.router import Router
 from policies.enforcer import PolicyEngine, SkillEnforcer
 from skills_registry.manifest import SkillVersion
 from skills_registry.store import SkillStore
@@ -200,6 +204,10 @@ class Runtime:
     targets: dict[str, ProviderTarget]  # by provider name, in settings order
     guard: CompiledGuard
     star: SkillPolicy
+    counters: Counters  # budget and rate counters (settings.state)
+    router: Router  # route plans per (skill, client format, model)
+    breakers: Breakers  # per provider, per process; kept across config reloads
+    prices: PriceBook  # cost_usd of audit records
 
 
 @asynccontextmanager
@@ -215,6 +223,8 @@ async def open_runtime(
     engine = PolicyEngine()
     audit = open_audit_store(settings.audit_storage_url, max_queue=settings.audit.queue_size)
     upstream = UpstreamClient(targets.values())
+    state = settings.state
+    counters = open_counters(state.url, state.key_prefix, timeout_s=state.timeout_s)
     await audit.open()
     try:
         await upstream.start()
@@ -229,8 +239,13 @@ async def open_runtime(
                 targets=targets,
                 guard=CompiledGuard.compile(settings.guard),
                 star=settings.skills.get("*") or SkillPolicy(),
+                counters=counters,
+                router=Router(settings, targets),
+                breakers=Breakers.from_providers(settings.providers),
+                prices=PriceBook(settings.providers),
             )
         finally:
             await upstream.close()
+            await counters.aclose()
     finally:
         await audit.close()
