@@ -11,10 +11,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal
 
+from gateway.demo.server import demo_upstream
 from gateway.settings import GuardSettings, ProviderSettings, Settings, SkillPolicy
 from gateway.state.audit import AuditStore, open_audit_store
 from gateway.state.counters import Counters, open_counters
 from gateway.state.keys import ApiKey, ApiKeyStore, hash_key
+from gateway.state.notify import RegistrySync, open_notifier, registry_sync
 from gateway.upstream.breaker import Breakers
 from gateway.upstream.client import ProviderTarget, Timeouts, UpstreamClient
 from gateway.upstream.cost import PriceBook
@@ -208,6 +210,7 @@ class Runtime:
     router: Router  # route plans per (skill, client format, model)
     breakers: Breakers  # per provider, per process; kept across config reloads
     prices: PriceBook  # cost_usd of audit records
+    registry: RegistrySync | None = None  # reload here + notify other replicas after a publish
 
 
 @asynccontextmanager
@@ -215,6 +218,19 @@ async def open_runtime(
     settings: Settings, skill_store: SkillStore, key_store: ApiKeyStore
 ) -> AsyncIterator[Runtime]:
     """Start the upstream sessions and the audit writer; close (and flush) them on exit."""
+    # A provider of type demo: the scripted model on a loopback port for the runtime's lifetime,
+    # reached through the real forward path (gateway/demo/server.py rewrites its settings).
+    async with (
+        demo_upstream(settings) as effective,
+        _open_runtime(effective, skill_store, key_store) as rt,
+    ):
+        yield rt
+
+
+@asynccontextmanager
+async def _open_runtime(
+    settings: Settings, skill_store: SkillStore, key_store: ApiKeyStore
+) -> AsyncIterator[Runtime]:
     targets: dict[str, ProviderTarget] = {}
     for name, conf in settings.providers.items():
         target = provider_target(name, conf)
@@ -225,25 +241,30 @@ async def open_runtime(
     upstream = UpstreamClient(targets.values())
     state = settings.state
     counters = open_counters(state.url, state.key_prefix, timeout_s=state.timeout_s)
+    skills = SkillCache(skill_store, engine, settings)
+    notifier = open_notifier(state.url, state.key_prefix, timeout_s=state.timeout_s)
+    reload_s = settings.server.registry_reload_s
     await audit.open()
     try:
         await upstream.start()
         try:
-            yield Runtime(
-                settings=settings,
-                upstream=upstream,
-                audit=audit,
-                engine=engine,
-                skills=SkillCache(skill_store, engine, settings),
-                keys=KeyCache(key_store, settings),
-                targets=targets,
-                guard=CompiledGuard.compile(settings.guard),
-                star=settings.skills.get("*") or SkillPolicy(),
-                counters=counters,
-                router=Router(settings, targets),
-                breakers=Breakers.from_providers(settings.providers),
-                prices=PriceBook(settings.providers),
-            )
+            async with registry_sync(notifier, skills.reload, reload_s) as registry:
+                yield Runtime(
+                    settings=settings,
+                    upstream=upstream,
+                    audit=audit,
+                    engine=engine,
+                    skills=skills,
+                    keys=KeyCache(key_store, settings),
+                    targets=targets,
+                    guard=CompiledGuard.compile(settings.guard),
+                    star=settings.skills.get("*") or SkillPolicy(),
+                    counters=counters,
+                    router=Router(settings, targets),
+                    breakers=Breakers.from_providers(settings.providers),
+                    prices=PriceBook(settings.providers),
+                    registry=registry,
+                )
         finally:
             await upstream.close()
             await counters.aclose()
