@@ -10,6 +10,7 @@ from gateway.api.responses import json_response
 from gateway.errors import GatewayError
 from gateway.skill_views import publish_result_view, skill_detail_view, skill_summary_view
 from gateway.state.keys import ApiKey
+from gateway.state.notify import RegistrySync
 from skills_registry.manifest import Problem, SkillInvalid
 from skills_registry.publish import publish_skill
 from skills_registry.store import SkillStore, VersionConflict
@@ -125,6 +126,11 @@ async def publish(request: Request) -> Response:
         list(result.added_tools),
     )  # fmt: skip
     request.app.state.skill_count = None  # /healthz recounts
+    runtime = getattr(request.app.state, "runtime", None)
+    registry: RegistrySync | None = getattr(runtime, "registry", None)
+    if result.status == "published" and registry is not None:
+        # This replica reloads now; the others on the notice (or their periodic reload).
+        await registry.changed(result.version.name, result.version.version)
     status = 201 if result.status == "published" else 200
     return json_response(publish_result_view(result), status)
 
