@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import sample_skills
+from gateway.demo import BANNER, demo_provider_names
 from gateway.settings import Settings
 from gateway.state.keys import ApiKeyStore
 from skills_registry.manifest import SkillInvalid
@@ -61,7 +62,9 @@ async def bootstrap(
             say("Published the sample skills: " + ", ".join(report.published))
     if settings.admin.create_keys:
         await _create_keys(keys, report, say)
-    if not any(p.api_key is not None or p.type == "demo" for p in settings.providers.values()):
+    if demo_provider_names(settings):
+        _demo_banner(say)
+    elif not any(p.api_key is not None for p in settings.providers.values()):
         _warn_no_provider(say)
     return report
 
@@ -104,10 +107,17 @@ def _warn_no_provider(say: Say) -> None:
                 "forwarded. Add one under `providers:` in skillwarden.yaml, e.g.",
                 "  providers: {anthropic: {type: anthropic, api_key: ${ANTHROPIC_API_KEY}}}",
                 "or set SKILLWARDEN_PROVIDERS__ANTHROPIC__TYPE=anthropic and",
-                "SKILLWARDEN_PROVIDERS__ANTHROPIC__API_KEY=... (a built-in `demo` provider",
-                "with a scripted model is planned for trying the gateway without a key).",
+                "SKILLWARDEN_PROVIDERS__ANTHROPIC__API_KEY=...",
+                "No key yet? Try the built-in demo provider, a scripted model that makes",
+                "allowed and denied tool calls:  `skillwarden demo`  (one session, printed),",
+                "or  SKILLWARDEN_PROVIDERS__DEMO__TYPE=demo skillwarden serve",
                 "!" * 72,
                 "",
             ]
         )
     )
+
+
+def _demo_banner(say: Say) -> None:
+    # Loud on purpose: nobody should mistake the scripted answers for a real model's.
+    say("\n".join(["", "#" * 72, BANNER, "(model skillwarden-demo; docs/demo.md)", "#" * 72, ""]))
