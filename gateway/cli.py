@@ -12,6 +12,7 @@ import typer
 from gateway.cli_common import (
     console,
     data_dir_override,
+    err_console,
     fail,
     load_cli_settings,
     opened_skill_store,
@@ -25,6 +26,7 @@ from gateway.cli_serve import serve_command
 from gateway.cli_skills import skills_app
 from gateway.settings import ConfigInvalid, Settings, load_settings
 from gateway.skill_views import publish_result_view
+from gateway.state.notify import RegistryEvent, open_notifier
 from skills_registry.manifest import SkillInvalid
 from skills_registry.publish import publish_skill
 
@@ -91,6 +93,8 @@ async def _publish(settings: Settings, source: Path, publisher: str, as_json: bo
                 title = f"{source}: {len(exc.problems)} problem(s); nothing was stored"
                 print_problems(title, exc.problems)
             raise typer.Exit(1) from None
+    if result.status == "published" and settings.state_url != "memory":
+        await _notify_replicas(settings, result.version.name, result.version.version)
     if as_json:
         print_json(publish_result_view(result))
         return
@@ -102,6 +106,20 @@ async def _publish(settings: Settings, source: Path, publisher: str, as_json: bo
         console.print("  added tools: " + ", ".join(result.added_tools))
     for warning in result.warnings:
         console.print(f"  [yellow]warning:[/] {warning}")
+
+
+async def _notify_replicas(settings: Settings, name: str, version: str) -> None:
+    # Running replicas reload at once instead of at their next periodic reload.
+    state = settings.state
+    notifier = open_notifier(state.url, state.key_prefix, timeout_s=state.timeout_s)
+    try:
+        if not await notifier.publish(RegistryEvent("published", name, version)):
+            err_console.print(
+                "warning: running replicas were not notified (Redis unreachable); they pick "
+                "the change up within server.registry_reload_s"
+            )
+    finally:
+        await notifier.aclose()
 
 
 @config_app.command("check", epilog="Example: skillwarden config check skillwarden.yaml")
