@@ -18,12 +18,10 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+if TYPE_CHECKING:  # redis is imported when a Redis notifier is made: the CLI starts faster
+    from redis.asyncio.client import PubSub
 
 __all__ = [
     "MemoryNotifier",
@@ -121,6 +119,12 @@ class RedisNotifier:
         self.channel = f"{prefix}registry"
         self._ping_s = ping_s
         self._retry_max_s = retry_max_s
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+        from redis.exceptions import RedisError
+
+        self._errors = (RedisError, OSError, TimeoutError)
         # No client-side retries: this module owns reconnecting, and an admin request that
         # publishes must not stall on a dead Redis.
         self._redis = aioredis.Redis.from_url(
@@ -133,7 +137,7 @@ class RedisNotifier:
     async def publish(self, event: RegistryEvent) -> bool:
         try:
             await self._redis.publish(self.channel, event.encode())
-        except (RedisError, OSError) as exc:
+        except self._errors as exc:
             log.warning(
                 "registry notice for %s@%s not sent (redis: %s); other replicas pick the "
                 "change up on their periodic reload", event.skill, event.version, exc,
@@ -155,7 +159,7 @@ class RedisNotifier:
                 yield RegistryEvent("subscribed")
                 async for event in self._read(pubsub):
                     yield event
-            except (RedisError, OSError, TimeoutError) as exc:
+            except self._errors as exc:
                 if down_since is None:  # once per outage, not once per retry
                     down_since = time.monotonic()
                     log.warning(
@@ -163,12 +167,12 @@ class RedisNotifier:
                         "changes from other replicas arrive by the periodic reload", exc,
                     )  # fmt: skip
             finally:
-                with contextlib.suppress(RedisError, OSError, TimeoutError):
+                with contextlib.suppress(*self._errors):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._retry_max_s)
 
-    async def _read(self, pubsub: aioredis.client.PubSub) -> AsyncGenerator[RegistryEvent, None]:
+    async def _read(self, pubsub: PubSub) -> AsyncGenerator[RegistryEvent, None]:
         # A silent peer (half-open TCP) raises nothing: ping when idle, and give up on the
         # connection when even the pong stays away for 3 ping periods.
         heard = time.monotonic()
