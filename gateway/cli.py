@@ -21,6 +21,7 @@ from gateway.cli_common import (
     redact_url,
     run,
 )
+from gateway.cli_demo import demo_command
 from gateway.cli_hook import hook_app
 from gateway.cli_serve import serve_command
 from gateway.cli_skills import skills_app
@@ -161,6 +162,10 @@ app.command(
     "serve",
     epilog="Example: skillwarden serve --config skillwarden.yaml --port 8080",
 )(serve_command)
+app.command(
+    "demo",
+    epilog="Example: skillwarden demo --skill code-review   (no provider key needed)",
+)(demo_command)
 
 
 def _add_audit(root: typer.Typer) -> None:
