@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    from gateway.pipeline.budget import Hold
     from gateway.pipeline.wire import RequestView, Wire
     from gateway.runtime import ResolvedSkill
     from gateway.upstream.client import ProviderTarget
@@ -89,7 +90,10 @@ class RequestContext:
     strip_usage: bool = False  # the gateway asked for OpenAI's usage chunk: drop it again
     target: ProviderTarget | None = None
     error_code: str | None = None  # the Skillwarden code of a refusal, for logs and metrics
-    budget: Any = None  # issue 5: the reservation reserve_budget made, settled by finish
+    budget: Hold | None = None  # what reserve_budget admitted; finish settles it (or forward
+    # releases it when no provider answered)
+    upstream_model: str | None = None  # the model the provider was asked for (after aliases)
+    cost_usd: float | None = None  # from configured prices, set by finish
 
     @property
     def latency_ms(self) -> float:

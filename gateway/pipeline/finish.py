@@ -1,11 +1,17 @@
-"""Stage 8: every exit ends here, exactly once: one audit record (and, with issue 5, the
-budget settled with the real usage). Never raises into the response path."""
+"""Stage 8: every exit ends here, exactly once: the budget settled with the real usage, the
+cost priced, one audit record. Never raises into the response path.
+
+The audit record's tokens are what the budget charged, so counters equal the sum of the
+records: input_tokens includes cache creation and cache read tokens (they count against a
+budget like any input), and corrections (absent, negative, absurd usage) are in `reasons`."""
 
 from __future__ import annotations
 
 import logging
 
 from gateway.errors import GatewayError
+from gateway.formats.canonical import Usage
+from gateway.pipeline.budget import settle_budget
 from gateway.pipeline.context import RequestContext
 from gateway.runtime import Runtime
 from gateway.state.audit import AuditRecord
@@ -24,11 +30,38 @@ async def finish(ctx: RequestContext, rt: Runtime, refusal: GatewayError | None 
         ctx.status, ctx.error_code = refusal.status, refusal.code
         rule = f" [rule: {refusal.rule}]" if refusal.rule else ""
         ctx.reasons.append(f"{refusal.code}: {refusal.message}{rule}")
-    # issue 5: settle ctx.budget with ctx.input_tokens / ctx.output_tokens here.
+    await _settle(ctx, rt)
+    ctx.cost_usd = rt.prices.cost(
+        ctx.provider, ctx.upstream_model or ctx.model, ctx.input_tokens, ctx.output_tokens
+    )
     try:
         await rt.audit.append(audit_record(ctx))
     except Exception:  # the client's answer must not depend on the audit writer
         log.exception("audit record for request %s could not be queued", ctx.request_id)
+
+
+async def _settle(ctx: RequestContext, rt: Runtime) -> None:
+    """Charge what the provider reported (None when it reported nothing) instead of the
+    reservation, and record what was charged."""
+    if ctx.budget is None:
+        return
+    usage = None
+    if ctx.input_tokens is not None or ctx.output_tokens is not None:
+        # The response stages fold cache tokens into input_tokens: the total is unchanged.
+        usage = Usage(input_tokens=ctx.input_tokens or 0, output_tokens=ctx.output_tokens or 0)
+    try:
+        charged = await settle_budget(ctx, rt.counters, ctx.budget, usage)
+    except Exception:  # settle_budget handles a down store; anything else is a bug, logged
+        log.exception("budget of request %s could not be settled", ctx.request_id)
+        return
+    ctx.budget = None
+    if charged is not None:
+        ctx.input_tokens = (
+            charged.input_tokens
+            + charged.cache_creation_input_tokens
+            + charged.cache_read_input_tokens
+        )
+        ctx.output_tokens = charged.output_tokens
 
 
 def audit_record(ctx: RequestContext) -> AuditRecord:
@@ -43,7 +76,7 @@ def audit_record(ctx: RequestContext) -> AuditRecord:
         session_id=ctx.session_id,
         endpoint=ctx.endpoint,
         provider=ctx.provider,
-        model=ctx.model,
+        model=ctx.upstream_model or ctx.model,
         status=ctx.status,
         decision=ctx.decision(),
         reasons=ctx.reasons,
@@ -52,6 +85,7 @@ def audit_record(ctx: RequestContext) -> AuditRecord:
         tool_calls=[v.as_audit() for v in ctx.tool_calls],
         input_tokens=ctx.input_tokens,
         output_tokens=ctx.output_tokens,
+        cost_usd=ctx.cost_usd,
         latency_ms=round(ctx.latency_ms, 2),
         upstream_attempts=[a.as_audit() for a in ctx.attempts],
     )

@@ -120,33 +120,42 @@ async def test_oversized_body_is_413(make_stack: MakeStack, declared: bool) -> N
     assert record.status == 413 and record.decision == "deny"
 
 
+# Retryable failures (5xx, a dropped connection) are tried 1 + max_retries (2) times on the
+# only provider, so the script repeats them; the client then sees the last upstream error
+# (its status kept) or, with no HTTP answer at all, 503 no_provider_available. A 429 whose
+# Retry-After is over the wait cap (2 s) is not waited for: one attempt, status kept.
 @pytest.mark.parametrize(
-    ("reply", "error", "status"),
+    ("reply", "error", "status", "attempts"),
     [
         (
             anthropic_error(429, "rate limited upstream", retry_after=3),
             anthropic.RateLimitError,
             429,
+            1,
         ),
-        (anthropic_error(500, "upstream failed"), anthropic.InternalServerError, 500),
-        (html_reply(502), anthropic.InternalServerError, 502),
-        (html_reply(200), anthropic.InternalServerError, 502),
-        (malformed_json_reply(), anthropic.InternalServerError, 502),
-        (drop_connection(), anthropic.InternalServerError, 502),
+        (anthropic_error(500, "upstream failed"), anthropic.InternalServerError, 500, 3),
+        (html_reply(502), anthropic.InternalServerError, 502, 3),
+        (html_reply(200), anthropic.InternalServerError, 502, 1),
+        (malformed_json_reply(), anthropic.InternalServerError, 502, 1),
+        (drop_connection(), anthropic.InternalServerError, 503, 3),
     ],
     ids=["429", "500", "html-502", "html-200", "malformed-json", "dropped"],
 )
 async def test_upstream_failures(
-    stack: Stack, reply: Any, error: type[Exception], status: int
+    stack: Stack, reply: Any, error: type[Exception], status: int, attempts: int
 ) -> None:
-    stack.ant.enqueue(reply)
+    for _ in range(attempts):
+        stack.ant.enqueue(reply)
     async with stack.anthropic() as sdk:
         with pytest.raises(error) as raised:
             await sdk.messages.create(model="m", max_tokens=5, messages=MSG)
     assert getattr(raised.value, "status_code", None) == status
     assert "<html" not in str(raised.value) and PROVIDER_KEY not in str(raised.value)
+    assert len(stack.ant.requests) == attempts
     (record,) = await stack.records(1)
-    assert record.status == status and len(record.upstream_attempts) == 1
+    assert record.status == status and len(record.upstream_attempts) == attempts
+    if status == 503:
+        assert "no provider available" in str(raised.value) and "dropped" in str(raised.value)
 
 
 async def test_broken_stream_ends_with_an_error_event(stack: Stack) -> None:
@@ -168,6 +177,9 @@ async def test_unreachable_provider_is_503(make_stack: MakeStack, refused_url: s
         with pytest.raises(anthropic.APIStatusError, match="unreachable") as raised:
             await sdk.messages.create(model="m", max_tokens=5, messages=MSG)
     assert raised.value.status_code == 503
+    (record,) = await stack.records(1)
+    # Connect errors are retried (max_retries 2), then no_provider_available.
+    assert [a["error"] for a in record.upstream_attempts] == ["connect"] * 3
 
 
 async def test_client_disconnect_mid_stream_still_audits_once(stack: Stack) -> None:

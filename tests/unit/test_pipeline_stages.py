@@ -21,6 +21,7 @@ from gateway.pipeline.wire import ANTHROPIC
 from gateway.runtime import CompiledGuard
 from gateway.settings import GuardSettings
 from gateway.state.audit import AuditRecord
+from gateway.upstream.cost import PriceBook
 
 
 def _ctx(body: Any = None, headers: dict[str, str] | None = None) -> RequestContext:
@@ -211,6 +212,7 @@ class _Audit:
 class _FinishRt:
     def __init__(self) -> None:
         self.audit = _Audit()
+        self.prices = PriceBook({})  # finish prices the request (nothing configured here)
 
 
 async def test_finish_writes_one_record() -> None:
