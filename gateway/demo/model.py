@@ -145,11 +145,13 @@ def _denials(assistant: Mapping[str, Any] | None) -> int:
     return _text_of(assistant.get("content")).count(DENIAL_MARK) if assistant else 0
 
 
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def anthropic_turn(body: Mapping[str, Any]) -> Turn:
-    tools = body.get("tools")
-    offered = [
-        t["name"] for t in tools or () if isinstance(t, dict) and isinstance(t.get("name"), str)
-    ]
+    tools = _list(body.get("tools"))
+    offered = [t["name"] for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str)]
     msgs = _messages(body)
     users = [m for m in msgs if m.get("role") == "user"]
     assistants = [m for m in msgs if m.get("role") == "assistant"]
@@ -163,9 +165,9 @@ def anthropic_turn(body: Mapping[str, Any]) -> Turn:
 
 
 def openai_turn(body: Mapping[str, Any]) -> Turn:
-    tools = body.get("tools")
+    tools = _list(body.get("tools"))
     offered = []
-    for t in tools or ():
+    for t in tools:
         fn = t.get("function") if isinstance(t, dict) else None
         if isinstance(fn, dict) and isinstance(fn.get("name"), str):
             offered.append(fn["name"])

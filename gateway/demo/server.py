@@ -62,9 +62,9 @@ class DemoServer:
         app = web.Application(client_max_size=_BODY_MAX)
         app.router.add_post("/v1/messages", self._guard("anthropic", self._messages))
         app.router.add_post("/v1/messages/count_tokens", self._guard("anthropic", self._count))
-        app.router.add_get("/v1/models", self._guard("anthropic", self._models))
+        app.router.add_get("/v1/models", self._guard("anthropic", _models("anthropic")))
         app.router.add_post("/openai/v1/chat/completions", self._guard("openai", self._chat))
-        app.router.add_get("/openai/v1/models", self._guard("openai", self._models))
+        app.router.add_get("/openai/v1/models", self._guard("openai", _models("openai")))
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind(("127.0.0.1", 0))  # loopback only: nothing outside this host reaches it
         self.port = sock.getsockname()[1]
@@ -85,7 +85,6 @@ class DemoServer:
                 given = request.headers.get("authorization", "").removeprefix("Bearer ")
             if not secrets.compare_digest(given.encode(), self.key.encode()):
                 return _error(fmt, 401, "demo provider: wrong key (only its gateway may call it)")
-            request["fmt"] = fmt
             return await handler(request)
 
         return checked
@@ -120,8 +119,12 @@ class DemoServer:
             return await _stream(request, model.openai_chunks(body, created))
         return _json(model.openai_completion(body, created))
 
-    async def _models(self, request: web.Request) -> web.StreamResponse:
-        return _json(model.models_list(request["fmt"]))
+
+def _models(fmt: str) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return _json(model.models_list(fmt))
+
+    return handler
 
 
 def _json(data: Mapping[str, Any]) -> web.Response:
