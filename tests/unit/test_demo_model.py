@@ -126,7 +126,7 @@ def test_openai_completion_and_chunks_agree() -> None:
     assert [n for n, _ in calls] == ["Bash", "Bash", "Read"]
     chunks = sse_data(model.openai_chunks({**body, "stream_options": {"include_usage": True}}, 7))
     assert chunks[-1] == "[DONE]" and chunks[-2]["usage"]["total_tokens"] > 0
-    text, args = "", {}
+    text, args = "", dict[int, str]()
     for c in chunks[:-2]:
         delta = c["choices"][0]["delta"]
         text += delta.get("content") or ""
