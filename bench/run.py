@@ -5,7 +5,7 @@ from __future__ import annotations
 import runpy
 import sys
 
-BENCHES = ["bench.policies_bench"]
+BENCHES = ["bench.policies_bench", "bench.budget_bench"]
 
 
 def main() -> None:
