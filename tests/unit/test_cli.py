@@ -118,6 +118,22 @@ def test_config_check_example_ok() -> None:
     assert code == 0 and orjson.loads(out)["providers"] == ["anthropic", "local-vllm"]
 
 
+def test_config_check_accepts_state_mapping_and_budget_keys(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        "state: {url: 'redis://:pw@r:6379/0', key_prefix: 'sw-a:', timeout_s: 0.5, "
+        "fail_open: true}\n"
+        "skills:\n  '*': {default_max_tokens: 2048, budgets: [{window: day, tokens: 10}]}\n",
+        encoding="utf-8",
+    )
+    code, out = sw("config", "check", good, "--json")
+    assert code == 0 and orjson.loads(out)["state"] == "redis://:***@r:6379/0", out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("state: {url: memory, fail_open: maybe}\n", encoding="utf-8")
+    code, out = sw("config", "check", bad, "--json")
+    assert code == 1 and [p["field"] for p in orjson.loads(out)["problems"]] == ["state.fail_open"]
+
+
 def test_config_check_lists_every_problem(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(
