@@ -24,7 +24,13 @@ from pydantic import SecretStr
 from gateway.demo import model
 from gateway.settings import ProviderSettings, RouteTarget, Settings
 
-__all__ = ["DemoServer", "demo_provider_names", "demo_upstream", "with_demo_providers"]
+__all__ = [
+    "DemoServer",
+    "demo_provider_names",
+    "demo_upstream",
+    "models_list",
+    "with_demo_providers",
+]
 
 log = logging.getLogger("skillwarden.demo")
 OPENAI_SUFFIX = "-openai"
@@ -122,7 +128,7 @@ class DemoServer:
 
 def _models(fmt: str) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
-        return _json(model.models_list(fmt))
+        return _json(models_list(fmt))
 
     return handler
 
@@ -140,6 +146,25 @@ async def _stream(request: web.Request, events: list[bytes]) -> web.StreamRespon
         await resp.write(event)
     await resp.write_eof()
     return resp
+
+
+def models_list(fmt: str) -> dict[str, Any]:
+    """GET /v1/models in the given format: the one demo model."""
+    if fmt == "anthropic":
+        row = {
+            "type": "model",
+            "id": model.MODEL,
+            "display_name": "Skillwarden demo (scripted)",
+            "created_at": "2025-01-01T00:00:00Z",
+        }
+        return {"data": [row], "has_more": False, "first_id": model.MODEL, "last_id": model.MODEL}
+    oai: dict[str, Any] = {
+        "id": model.MODEL,
+        "object": "model",
+        "created": 0,
+        "owned_by": "skillwarden",
+    }
+    return {"object": "list", "data": [oai]}
 
 
 # -- settings --------------------------------------------------------------------------------
