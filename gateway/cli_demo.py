@@ -243,7 +243,8 @@ def _print_step(step: Step, record: AuditRecord | None) -> None:
 
 def _print_audit(records: list[AuditRecord]) -> None:
     table = Table(title=f"Audit lines ({len(records)})", title_justify="left")
-    for column in ("request", "consumer", "skill", "provider", "decision", "tool calls", "hash"):
+    columns = ("request", "consumer", "skill", "provider", "decision", "removed", "tool calls")
+    for column in (*columns, "hash"):
         table.add_column(column, overflow="fold")
     for r in records:
         calls = ", ".join(f"{c.get('name')}:{c.get('decision')}" for c in r.tool_calls) or "-"
@@ -253,6 +254,7 @@ def _print_audit(records: list[AuditRecord]) -> None:
             escape(f"{r.skill}@{r.skill_version}" if r.skill else "-"),
             escape(r.provider or "-"),
             r.decision,
+            escape(", ".join(r.tools_removed) or "-"),
             escape(calls),
             r.hash[:12],
         )
