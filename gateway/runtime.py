@@ -112,6 +112,7 @@ class SkillCache:
         self._engine = engine
         self._settings = settings
         self._entries: dict[tuple[str, str | None], tuple[float, ResolvedSkill | None]] = {}
+        self._generation = 0  # bumped by reload()
 
     async def resolve(self, name: str, version: str | None) -> ResolvedSkill | None:
         key = (name, version)
@@ -119,12 +120,15 @@ class SkillCache:
         hit = self._entries.get(key)
         if hit is not None and (hit[0] > now):
             return hit[1]
+        generation = self._generation
         found = await self._store.get_version(name, version)
         resolved = None
         if found is not None:
             enforcer = self._engine.enforcer(found.ref, found.policy)
             resolved = ResolvedSkill(found, enforcer, _effective(self._settings, name))
         ttl = float("inf") if version is not None and resolved is not None else _LATEST_TTL_S
+        if generation != self._generation:
+            return resolved  # read before a reload: may predate the change, do not cache it
         if len(self._entries) >= _CACHE_MAX:
             self._entries.clear()  # names come from clients: keep memory bounded
         self._entries[key] = (now + ttl, resolved)
@@ -132,6 +136,7 @@ class SkillCache:
 
     def reload(self) -> None:
         """Forget every cached resolution (after a publish or a config change)."""
+        self._generation += 1
         self._entries.clear()
 
 

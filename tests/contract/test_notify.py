@@ -15,6 +15,8 @@ from contextlib import aclosing, contextmanager
 
 import pytest
 
+from gateway.runtime import SkillCache
+from gateway.settings import Settings
 from gateway.state.notify import (
     MemoryNotifier,
     RedisNotifier,
@@ -23,6 +25,7 @@ from gateway.state.notify import (
     open_notifier,
     registry_sync,
 )
+from policies.enforcer import PolicyEngine
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 WAIT_S = 5.0  # every wait in this file is bounded by this
@@ -197,3 +200,29 @@ def test_open_notifier_picks_the_backend() -> None:
     assert isinstance(open_notifier("redis://127.0.0.1:1/0"), RedisNotifier)
     with pytest.raises(ValueError, match="unsupported"):
         open_notifier("postgresql://x")
+
+
+class _SlowStore:
+    """get_version waits for `release`: a reload can happen while a read is in flight."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.reads = 0
+
+    async def get_version(self, name: str, version: str | None) -> None:
+        self.reads += 1
+        await asyncio.wait_for(self.release.wait(), WAIT_S)
+
+
+async def test_a_read_that_straddles_a_reload_is_not_cached() -> None:
+    store = _SlowStore()
+    cache = SkillCache(store, PolicyEngine(), Settings())  # type: ignore[arg-type]
+    pending = asyncio.ensure_future(cache.resolve("probe", None))
+    await asyncio.sleep(0.01)
+    cache.reload()  # a notice arrives while the old answer is on its way
+    store.release.set()
+    assert await pending is None
+    await cache.resolve("probe", None)
+    assert store.reads == 2  # the answer read before the reload was not kept
+    await cache.resolve("probe", None)
+    assert store.reads == 2  # an answer read after it is
