@@ -105,7 +105,6 @@ class ServerSettings(_Model):
     workers: int = Field(default=1, ge=1, le=256)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)  # LLM request bodies
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
-    request_timeout_s: float = Field(default=600.0, gt=0)
     # Full skill-cache reload: the propagation bound between replicas when notices are lost.
     registry_reload_s: float = Field(default=30.0, ge=0.1, le=86_400)
 
