@@ -5,7 +5,7 @@ from __future__ import annotations
 import runpy
 import sys
 
-BENCHES = ["bench.policies_bench", "bench.budget_bench"]
+BENCHES = ["bench.policies_bench", "bench.budget_bench", "bench.gateway_bench"]
 
 
 def main() -> None:

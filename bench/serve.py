@@ -1,0 +1,95 @@
+"""Serving helpers for the bench's child processes, and the gateway process itself.
+
+Every server binds its own loopback port and prints ``PORT <n>`` on stdout for the parent.
+The listening socket is made with proto=IPPROTO_TCP and TCP_NODELAY: asyncio only sets
+TCP_NODELAY on accepted sockets whose proto is IPPROTO_TCP, and a plain ``socket.socket()``
+has proto 0, so a server on the asyncio loop would then let Nagle hold the response body
+behind its head until the client's delayed ACK (~40 ms per request on Linux). uvloop sets
+TCP_NODELAY itself; the option on the listener is inherited by accepted sockets anyway.
+
+    python -m bench.serve gateway <data_dir> <upstream_url>
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+__all__ = ["bound_socket", "serve_asgi"]
+
+PROVIDER_KEY = "sk-bench-provider-key-not-a-secret"
+
+
+def bound_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def serve_asgi(app: Any) -> None:
+    """The stack `skillwarden serve` runs: uvicorn, uvloop, httptools; no access log.
+    Prints the port once bound; the parent polls until the server answers."""
+    sock = bound_socket()
+    config = uvicorn.Config(
+        app,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+    )
+    print(f"PORT {sock.getsockname()[1]}", flush=True)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def gateway_settings(data_dir: Path, upstream: str) -> Any:
+    """Embedded SQLite (registry, keys, audit) under data_dir, both providers on the upstream."""
+    from gateway.settings import load_settings
+
+    providers = {
+        "anthropic": {"type": "anthropic", "base_url": upstream, "api_key": PROVIDER_KEY},
+        "openai": {"type": "openai", "base_url": f"{upstream}/v1", "api_key": PROVIDER_KEY},
+    }
+    overrides = {"data_dir": str(data_dir), "providers": providers}
+    overrides["server"] = {"log_level": "warning"}
+    return load_settings(None, {}, overrides)
+
+
+def _gateway(data_dir: Path, upstream: str) -> None:
+    """As `skillwarden serve` does: bootstrap once (samples, keys), then create_app."""
+    from gateway.app import create_app
+    from gateway.bootstrap import bootstrap, prepare_data_dir
+    from gateway.state.keys import open_key_store
+    from skills_registry.store import open_skill_store
+
+    settings = gateway_settings(data_dir, upstream)
+
+    async def boot() -> str:
+        prepare_data_dir(settings)
+        skills, keys = open_skill_store(settings.storage_url), open_key_store(settings.storage_url)
+        await skills.open()
+        await keys.open()
+        try:
+            report = await bootstrap(settings, skills, keys, lambda _text: None)
+        finally:
+            await keys.close()
+            await skills.close()
+        assert report.agent_key, "a fresh data dir gets an agent key"
+        return report.agent_key
+
+    print(f"KEY {asyncio.run(boot())}", flush=True)
+    serve_asgi(create_app(settings, run_bootstrap=False, say=lambda _text: None))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["gateway"] or len(sys.argv) != 4:
+        raise SystemExit("usage: python -m bench.serve gateway <data_dir> <upstream_url>")
+    _gateway(Path(sys.argv[2]), sys.argv[3])
