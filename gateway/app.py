@@ -10,10 +10,12 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway.api import admin, check, health, proxy
+from gateway.api import admin, admin_audit, check, health, proxy
+from gateway.api import metrics as metrics_api
 from gateway.api.responses import admin_error_response
 from gateway.bootstrap import bootstrap, prepare_data_dir
 from gateway.errors import ErrorCode, GatewayError
+from gateway.metrics import GatewayMetrics
 from gateway.settings import Settings, load_settings
 from gateway.state.keys import open_key_store
 from skills_registry.manifest import Problem
@@ -53,8 +55,9 @@ def create_app(
                     if run_bootstrap
                     else None
                 )
-                async with proxy.runtime_lifespan(app, settings):
-                    yield
+                async with proxy.runtime_lifespan(app, settings) as rt:
+                    with app.state.metrics.attached(rt):  # finish() finds the app's metrics
+                        yield
             finally:
                 await key_store.close()
         finally:
@@ -69,11 +72,14 @@ def create_app(
     )
     app.state.settings = settings
     app.state.skill_count = None
+    app.state.metrics = GatewayMetrics()  # this app's own registry, served at GET /metrics
     app.include_router(health.router)
     proxy.install(app, settings)
     app.include_router(check.router)  # POST /v1/tool-calls/check
+    app.include_router(metrics_api.router)  # GET /metrics
     if settings.admin.enabled:
         app.include_router(admin.router)
+        app.include_router(admin_audit.router)  # GET /admin/audit
     _install_error_handlers(app)
     return app
 

@@ -25,6 +25,7 @@ from fastapi import APIRouter, Request, Response
 from gateway.api.admin import read_body_capped
 from gateway.api.responses import admin_error_response, json_response
 from gateway.errors import GatewayError
+from gateway.metrics import record_check
 from gateway.pipeline.authenticate import authenticate
 from gateway.pipeline.bind_skill import bind_skill, parse_skill_header
 from gateway.pipeline.context import RequestContext, ToolCallVerdict
@@ -195,6 +196,7 @@ async def _audit(rt: Runtime, ctx: RequestContext, body: dict[str, Any]) -> None
     if tool_use_id and record.tool_calls:  # joins the hook's check with the proxy's record
         calls = [{**call, "tool_use_id": tool_use_id} for call in record.tool_calls]
         record = replace(record, tool_calls=calls)
+    record_check(rt, ctx, record.decision)  # source="check"; never raises
     try:
         await rt.audit.append(record)
     except Exception:  # as in pipeline/finish.py: the answer must not depend on the writer

@@ -11,6 +11,7 @@ import logging
 
 from gateway.errors import GatewayError
 from gateway.formats.canonical import Usage
+from gateway.metrics import record_request
 from gateway.pipeline.budget import settle_budget
 from gateway.pipeline.context import RequestContext
 from gateway.runtime import Runtime
@@ -34,6 +35,7 @@ async def finish(ctx: RequestContext, rt: Runtime, refusal: GatewayError | None 
     ctx.cost_usd = rt.prices.cost(
         ctx.provider, ctx.upstream_model or ctx.model, ctx.input_tokens, ctx.output_tokens
     )
+    record_request(rt, ctx)  # labels as the audit record says; never raises
     try:
         await rt.audit.append(audit_record(ctx))
     except Exception:  # the client's answer must not depend on the audit writer
