@@ -13,7 +13,7 @@ import contextlib
 from datetime import datetime
 from typing import Any, get_args
 
-import click
+import typer
 from fastapi import APIRouter, Request, Response
 
 from gateway.api.admin import authenticate_admin
@@ -89,7 +89,7 @@ def _parse(items: list[tuple[str, str]]) -> dict[str, Any]:
 def _since(text: str, problems: list[Problem]) -> datetime | None:
     try:
         return parse_since(text)
-    except (click.BadParameter, ValueError, OverflowError):  # OverflowError: "99999999999d"
+    except (typer.BadParameter, ValueError, OverflowError):  # OverflowError: "99999999999d"
         rule = "a duration (30m, 24h, 7d) or an ISO time (2026-05-01T12:00Z)"
         problems.append(Problem("since", rule, text[:80]))
         return None
