@@ -39,10 +39,11 @@ def has_duplicate_keys(raw: bytes, parsed: Json) -> bool:
     """Exact, and cheap on ordinary bodies.
 
     Without whitespace between a key and its colon, every key ends in `":` and the only other
-    `":` in valid JSON are escaped quotes inside strings; so when that count equals the number
-    of keys orjson kept, nothing was dropped. Otherwise (rare) ask the stdlib parser.
+    `":` in valid JSON are escaped quotes inside strings (an odd run of backslashes before the
+    quote); so when the count of the others equals the number of keys orjson kept, nothing was
+    dropped. Otherwise (rare) ask the stdlib parser.
     """
-    if _SPACE_BEFORE_COLON.search(raw) is None and raw.count(b'":') == _count_keys(parsed):
+    if _SPACE_BEFORE_COLON.search(raw) is None and _key_ends(raw) == _count_keys(parsed):
         return False
     try:
         json.loads(raw, object_pairs_hook=_no_duplicates)
@@ -51,6 +52,20 @@ def has_duplicate_keys(raw: bytes, parsed: Json) -> bool:
     except (ValueError, RecursionError):
         return False  # orjson accepted it; the stdlib's limits are not ours
     return False
+
+
+def _key_ends(raw: bytes) -> int:
+    """How many `":` end a key: all but those whose quote is escaped. Claude Code's bodies
+    hold some (JSON quoted in its prompts); without this they all took the slow path."""
+    count = raw.count(b'":')
+    pos = raw.find(b'\\":')
+    while pos != -1:  # runs of backslashes are disjoint: linear in len(raw) overall
+        run = 1
+        while pos - run >= 0 and raw[pos - run] == 0x5C:
+            run += 1
+        count -= run % 2  # odd: the quote is escaped, this `":` is inside a string
+        pos = raw.find(b'\\":', pos + 3)
+    return count
 
 
 class _Duplicate(Exception):
