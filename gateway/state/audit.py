@@ -26,6 +26,7 @@ __all__ = [
     "ToolCallEntry",
     "VerifyResult",
     "canonical_bytes",
+    "chain_body",
     "chain_hash",
     "format_ts",
     "link",
@@ -150,9 +151,17 @@ def chain_hash(prev_hash: str, body: bytes) -> str:
 
 def link(record: AuditRecord, prev_hash: str) -> tuple[AuditRecord, bytes]:
     """Attach the record to the chain after prev_hash; returns it with its hash, and its body."""
-    linked = replace(record, prev_hash=prev_hash, hash="")
-    body = canonical_bytes(linked)
-    return replace(linked, hash=chain_hash(prev_hash, body)), body
+    body, hash_ = chain_body(record, prev_hash)
+    return replace(record, prev_hash=prev_hash, hash=hash_), body
+
+
+def chain_body(record: AuditRecord, prev_hash: str) -> tuple[bytes, str]:
+    """What link() stores and hashes, without building the linked record (the writers need
+    only these two; each replace() re-runs the record's validation)."""
+    data = record_to_dict(record, with_hash=False)
+    data["prev_hash"] = prev_hash
+    body = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    return body, chain_hash(prev_hash, body)
 
 
 def record_from_json(body: bytes | str, hash_: str) -> AuditRecord:

@@ -20,7 +20,7 @@ from gateway.state.audit import (
     AuditRecord,
     Decision,
     VerifyResult,
-    link,
+    chain_body,
     record_from_json,
 )
 from gateway.state.audit_chain import ChainVerifier, StoredRow
@@ -95,11 +95,10 @@ class PostgresAuditStore(QueuedAuditWriter):
             rows = []
             for record in batch:
                 seq += 1
-                linked, body = link(record, head)
-                head = linked.hash
+                body, head = chain_body(record, head)
                 rows.append(
-                    (seq, linked.id, linked.ts, linked.kind, linked.skill)
-                    + (linked.decision, body.decode(), head)
+                    (seq, record.id, record.ts, record.kind, record.skill)
+                    + (record.decision, body.decode(), head)
                 )
             async with conn.cursor() as insert:
                 await insert.executemany(

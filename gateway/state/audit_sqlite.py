@@ -17,8 +17,8 @@ from gateway.state.audit import (
     AuditRecord,
     Decision,
     VerifyResult,
+    chain_body,
     format_ts,
-    link,
     parse_ts,
     record_from_json,
 )
@@ -116,11 +116,10 @@ def _write(conn: sqlite3.Connection, batch: Sequence[AuditRecord], retry: bool) 
         rows = []
         for record in batch:
             seq += 1
-            linked, body = link(record, head)
-            head = linked.hash
+            body, head = chain_body(record, head)
             rows.append(
-                (seq, linked.id, format_ts(linked.ts), linked.kind, linked.skill)
-                + (linked.decision, body.decode(), head)
+                (seq, record.id, format_ts(record.ts), record.kind, record.skill)
+                + (record.decision, body.decode(), head)
             )
         conn.executemany(f"INSERT INTO audit_records ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)", rows)
         conn.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (seq, head))
