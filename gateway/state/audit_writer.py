@@ -4,6 +4,7 @@ Full queue: append() waits for room (backpressure on the request path) instead o
 Failed writes: the batch is retried with backoff until it lands; nothing is skipped.
 Cancelled append() while waiting for room: the record goes to an overflow list the writer
 drains too, so a client going away cannot erase its audit record.
+Group commit: the writer waits up to _LINGER_S after the first record of a small batch.
 close(): waits up to close_timeout for every accepted record, else raises AuditFlushError
 carrying the records that were not confirmed written.
 """
@@ -26,6 +27,7 @@ __all__ = ["QueuedAuditWriter", "reconcile_retry"]
 log = logging.getLogger(__name__)
 
 _MAX_BACKOFF_S = 2.0
+_LINGER_S = 0.005  # how much later than its request a record may reach the store
 
 
 class QueuedAuditWriter:
@@ -104,6 +106,10 @@ class QueuedAuditWriter:
     async def _run(self) -> None:
         while True:
             first = await self._queue.get()
+            if self._accepting and self._queue.qsize() < self._batch_size - 1:
+                # Group commit: a record or two per transaction (and per thread hop) cost
+                # ~300 us of CPU each at a steady 1,000 req/s; a few ms of waiting amortises it.
+                await asyncio.sleep(_LINGER_S)
             batch = [first, *self._take_more()]
             self._inflight = batch
             await self._write_until_done(batch)
