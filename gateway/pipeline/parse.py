@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import re
 
+import orjson
+
 from gateway.errors import GatewayError
 from gateway.formats.canonical import FormatError, Json
 from gateway.pipeline.context import RequestContext
@@ -38,11 +40,16 @@ def parse_body(ctx: RequestContext) -> None:
 def has_duplicate_keys(raw: bytes, parsed: Json) -> bool:
     """Exact, and cheap on ordinary bodies.
 
-    Without whitespace between a key and its colon, every key ends in `":` and the only other
-    `":` in valid JSON are escaped quotes inside strings (an odd run of backslashes before the
-    quote); so when the count of the others equals the number of keys orjson kept, nothing was
-    dropped. Otherwise (rare) ask the stdlib parser.
+    Most clients send compact JSON (Claude Code's JSON.stringify, httpx, orjson): the body is
+    then byte for byte orjson's serialisation of what it parsed, which cannot hold a duplicate
+    (one pass in C, ~12 us on Claude Code's 78 KB). Else, without whitespace between a key and
+    its colon, every key ends in `":` and the only other `":` in valid JSON are escaped quotes
+    inside strings (an odd run of backslashes before the quote); so when the count of the
+    others equals the number of keys orjson kept, nothing was dropped. Otherwise (rare) ask
+    the stdlib parser.
     """
+    if _reserialises_to(raw, parsed):
+        return False
     if _SPACE_BEFORE_COLON.search(raw) is None and _key_ends(raw) == _count_keys(parsed):
         return False
     try:
@@ -52,6 +59,13 @@ def has_duplicate_keys(raw: bytes, parsed: Json) -> bool:
     except (ValueError, RecursionError):
         return False  # orjson accepted it; the stdlib's limits are not ours
     return False
+
+
+def _reserialises_to(raw: bytes, parsed: Json) -> bool:
+    try:
+        return orjson.dumps(parsed) == raw
+    except orjson.JSONEncodeError:  # e.g. nesting orjson reads but will not write
+        return False
 
 
 def _key_ends(raw: bytes) -> int:
