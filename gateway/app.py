@@ -80,6 +80,9 @@ def create_app(
     if settings.admin.enabled:
         app.include_router(admin.router)
         app.include_router(admin_audit.router)  # GET /admin/audit
+        from gateway.api.ui import router as ui_router  # one-line mount: app.py is shared
+
+        app.include_router(ui_router)  # GET /ui/, /ui/skills/{name}: read-only review page
     _install_error_handlers(app)
     return app
 
