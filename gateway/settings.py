@@ -107,6 +107,8 @@ class ServerSettings(_Model):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     # Full skill-cache reload: the propagation bound between replicas when notices are lost.
     registry_reload_s: float = Field(default=30.0, ge=0.1, le=86_400)
+    # Trust X-Forwarded-For/-Proto from the peer: only behind a trusted reverse proxy.
+    proxy_headers: bool = False
 
 
 class AdminSettings(_Model):
