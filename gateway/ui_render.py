@@ -211,7 +211,7 @@ def index_page(
     if unbound_denials:
         unbound = (
             f'<p class="muted">{unbound_denials:,} denied request(s) in the last 24 h had no '
-            "skill (unknown skill, bad key, no X-Skill): see GET /admin/audit.</p>"
+            "published skill (unknown skill name, bad key, no X-Skill): see GET /admin/audit.</p>"
         )
     body = (
         "<h1>Skillwarden: skills</h1>\n"

@@ -170,13 +170,15 @@ async def ui_index(request: Request) -> Response:
         count = len(denials_of([record]))
         if count:
             per_skill[record.skill] = per_skill.get(record.skill, 0) + count
+    latest = await store.list_latest()
     rows = [
         SkillRow(
-            skill_summary_view(v), await _budgets(rt, v.name), per_skill.get(v.name, 0), capped
+            skill_summary_view(v), await _budgets(rt, v.name), per_skill.pop(v.name, 0), capped
         )
-        for v in await store.list_latest()
+        for v in latest
     ]
-    page = index_page(rows, _breakers(rt), now=now, unbound_denials=per_skill.get(None, 0))
+    # What is left: no skill, or a name the client sent that is not in the registry.
+    page = index_page(rows, _breakers(rt), now=now, unbound_denials=sum(per_skill.values()))
     return _html(page)
 
 

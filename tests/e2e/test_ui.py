@@ -116,6 +116,8 @@ async def test_denied_check_appears_on_skill_page(gw: tuple[Stack, str, str]) ->
     call = {"skill": "code-review", "tool": "Bash", "input": {"command": "curl http://x/<b>&"}}
     async with httpx.AsyncClient(base_url=stack.url, headers={"x-api-key": AGENT_KEY}) as c:
         verdict = (await c.post("/v1/tool-calls/check", json=call)).json()
+        unknown = {**call, "skill": "no-such-skill"}
+        assert (await c.post("/v1/tool-calls/check", json=unknown)).status_code == 403
     assert verdict["decision"] == "deny"
     page = await get(stack, "/ui/skills/code-review", basic(admin))
     assert page.status_code == 200
@@ -132,6 +134,8 @@ async def test_denied_check_appears_on_skill_page(gw: tuple[Stack, str, str]) ->
     index = (await get(stack, "/ui/", basic(admin))).text
     row = next(r for r in index.split("<tr>") if 'href="skills/code-review"' in r)
     assert '<span class="deny">1</span>' in row  # the 24 h denial count
+    assert "1 denied request(s) in the last 24 h had no published skill" in index
+    assert "no-such-skill" not in index  # counted, not listed
 
 
 async def test_budget_use_after_a_request(gw: tuple[Stack, str, str]) -> None:
