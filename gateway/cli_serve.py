@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,6 +19,7 @@ from gateway.cli_common import (
     redact_url,
     run,
 )
+from gateway.server import serve_options
 from gateway.settings import Settings
 from gateway.state.keys import open_key_store
 
@@ -55,7 +55,7 @@ def serve_command(
     )
     if s.workers == 1:
         app = create_app(settings, run_bootstrap=False)
-        uvicorn.run(app, **_uvicorn_options(settings))
+        uvicorn.run(app, **serve_options(settings))
         return
     # Several processes need an import string; they rebuild Settings from the same sources.
     if config is not None:
@@ -66,33 +66,8 @@ def serve_command(
         "gateway.app:create_app_from_env",
         factory=True,
         workers=s.workers,
-        **_uvicorn_options(settings),
+        **serve_options(settings),  # the same protocol class in every worker
     )
-
-
-def _log_config(level: str) -> dict[str, Any]:
-    """uvicorn's logging config plus our "skillwarden.*" loggers (admin publishes, bootstrap)."""
-    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    config["loggers"]["skillwarden"] = {
-        "handlers": ["default"],
-        "level": level.upper(),
-        "propagate": False,
-    }
-    return config
-
-
-def _uvicorn_options(settings: Settings) -> dict[str, Any]:
-    s = settings.server
-    return {
-        "log_config": _log_config(s.log_level),
-        "host": s.host,
-        "port": s.port,
-        "loop": "uvloop",
-        "http": "httptools",
-        "log_level": s.log_level,
-        "lifespan": "on",
-        "server_header": False,
-    }
 
 
 async def _bootstrap_once(settings: Settings) -> None:

@@ -27,12 +27,28 @@ from gateway.pipeline.wire import wire_for
 from gateway.runtime import Runtime, open_runtime
 from gateway.settings import Settings
 
-__all__ = ["install", "runtime_lifespan"]
+__all__ = ["BAD_HEAD", "EDGE_ROUTES", "install", "runtime_lifespan"]
 
 # Longer header values are refused: nothing an agent sends needs them, and they are
 # where oversized or smuggled input hides. Control characters (except tab) likewise.
 _MAX_HEADER_VALUE = 4096
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Names must be RFC 9110 tokens (lower-cased here): httptools already insists, but a name
+# that is not one could split the header block the forwarder writes upstream.
+_NOT_TOKEN = re.compile(r"[^!#$%&'*+\-.^_`|~0-9a-z]")
+
+# The routes gateway/server.py may hand a request whose head it could not parse (a control
+# character in a header, conflicting framing headers): no body, this scope extension set,
+# so that it is refused here in the client's format and audited like any bad input.
+EDGE_ROUTES = frozenset(
+    {
+        ("POST", "/v1/messages"),
+        ("POST", "/v1/messages/count_tokens"),
+        ("POST", "/v1/chat/completions"),
+        ("GET", "/v1/models"),
+    }
+)
+BAD_HEAD = "skillwarden.bad_head"
 
 
 def install(app: FastAPI, settings: Settings) -> None:
@@ -90,7 +106,17 @@ def _context(request: Request, endpoint: str, fmt: ClientFormat) -> RequestConte
     return ctx
 
 
+def _check_head(request: Request) -> None:
+    extensions = request.scope.get("extensions")
+    if extensions and BAD_HEAD in extensions:
+        reason = str(extensions[BAD_HEAD].get("reason", ""))[:200]
+        raise GatewayError("invalid_request", 400, f"malformed request head: {reason}")
+
+
 def _check_headers(ctx: RequestContext) -> None:
+    if _NOT_TOKEN.search("".join(ctx.headers)):  # one pass over all the names
+        ctx.session_id = None
+        raise GatewayError("invalid_request", 400, "a header name is not an HTTP token")
     for name, value in ctx.headers.items():
         if len(value) > _MAX_HEADER_VALUE or _CONTROL.search(value):
             ctx.session_id = None  # it came from the headers: do not audit a bad value
@@ -128,6 +154,7 @@ async def _proxy(request: Request, endpoint: str, fmt: ClientFormat, limit: int)
     rt: Runtime = request.app.state.runtime
     ctx = _context(request, endpoint, fmt)
     try:
+        _check_head(request)
         _check_headers(ctx)
         ctx.raw_body = await _read_body(request, limit)
     except GatewayError as refusal:
@@ -141,6 +168,7 @@ async def _models(request: Request) -> Response:
     fmt: ClientFormat = "anthropic" if "anthropic-version" in request.headers else "openai"
     ctx = _context(request, "/v1/models", fmt)
     try:
+        _check_head(request)
         _check_headers(ctx)
         await authenticate(ctx, rt)
         body = await list_models(ctx, rt)

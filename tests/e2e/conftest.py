@@ -23,6 +23,7 @@ import pytest
 import uvicorn
 
 from gateway.app import create_app
+from gateway.server import server_config
 from gateway.settings import Settings, load_settings
 from gateway.state.keys import open_key_store
 from tests.e2e.upstreams.fixtures import *  # noqa: F403  (scripted_anthropic, scripted_openai, refused_url)
@@ -41,16 +42,16 @@ class ServerThread:
         self.sock.bind((host, 0))
         self.port: int = self.sock.getsockname()[1]
         self.url = f"http://{host}:{self.port}"
-        config = uvicorn.Config(
-            app, log_level="warning", lifespan="on", loop="asyncio", http="httptools"
-        )
-        self.server = uvicorn.Server(config)
+        # The stack `skillwarden serve` runs: uvloop, GatewayHttpProtocol, no proxy headers.
+        self.config = server_config(app)
+        self.server = uvicorn.Server(self.config)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name=f"uvicorn-{self.port}", daemon=True)
 
     def _run(self) -> None:
         try:
-            asyncio.run(self.server.serve(sockets=[self.sock]))
+            with asyncio.Runner(loop_factory=self.config.get_loop_factory()) as runner:
+                runner.run(self.server.serve(sockets=[self.sock]))
         except BaseException as exc:  # surfaced in start() / stop()
             self.error = exc
 
