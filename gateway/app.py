@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.api import admin, admin_audit, check, health, proxy
 from gateway.api import metrics as metrics_api
+from gateway.api.dispatch import GatewayApp
 from gateway.api.responses import admin_error_response
 from gateway.bootstrap import bootstrap, prepare_data_dir
 from gateway.errors import ErrorCode, GatewayError
@@ -63,7 +64,7 @@ def create_app(
         finally:
             await skill_store.close()
 
-    app = FastAPI(
+    app = GatewayApp(  # FastAPI, with a direct path for the proxy POSTs
         title="Skillwarden",
         lifespan=lifespan,
         docs_url=None,
