@@ -8,6 +8,10 @@ are still refused by the parser; they are now answered in JSON and audited too."
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import time
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -16,7 +20,17 @@ import openai
 import orjson
 import pytest
 
-from tests.e2e.proxy_support import AGENT_KEY, MSG, Stack, make_stack, stack, upstreams
+from tests.e2e.conftest import embedded_settings
+from tests.e2e.proxy_support import (
+    AGENT_KEY,
+    MSG,
+    Stack,
+    audit_records,
+    make_stack,
+    stack,
+    upstreams,
+)
+from tests.e2e.test_serve import CLEAN_ENV, SKILLWARDEN, free_port
 
 pytestmark = pytest.mark.e2e
 __all__ = ["make_stack", "stack", "upstreams"]
@@ -171,3 +185,36 @@ async def test_sdks_with_a_control_character_in_a_header(stack: Stack) -> None:
         ("/v1/chat/completions", 400),
     ]
     assert stack.ant.requests == [] and stack.oai.requests == []
+
+
+def test_serve_workers_use_the_gateway_protocol(tmp_path: Path) -> None:
+    # `skillwarden serve --workers 2`: every worker answers a bad head in the client's format.
+    port = free_port()
+    cmd = [str(SKILLWARDEN), "serve", "--data-dir", str(tmp_path / "data"), "--port", str(port)]
+    with (tmp_path / "serve.log").open("wb") as out:
+        proc = subprocess.Popen(
+            [*cmd, "--workers", "2"], stdout=out, stderr=subprocess.STDOUT, env=CLEAN_ENV
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.1)
+
+        async def bad_heads() -> list[list[tuple[int, bytes]]]:
+            data = head("/v1/messages", BAD_LINES["SOH"])
+            return await asyncio.gather(*(exchange(url, data) for _ in range(16)))
+
+        for ((status, body),) in asyncio.run(bad_heads()):
+            assert status == 400
+            assert "malformed request head" in assert_client_format("/v1/messages", body)
+        records = asyncio.run(audit_records(embedded_settings(tmp_path / "data"), 16))
+        assert [(r.endpoint, r.status) for r in records] == [("/v1/messages", 400)] * 16
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(20)
