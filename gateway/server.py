@@ -172,7 +172,9 @@ def serve_options(settings: Settings) -> dict[str, Any]:
 
 
 def server_config(
-    app: Any, *, proxy_headers: bool = False, log_level: str = "warning"
+    app: Any, *, proxy_headers: bool = False, log_level: str = "warning", **extra: Any
 ) -> uvicorn.Config:
-    """The same stack for an in-process server (the e2e harness) serving `app`."""
-    return uvicorn.Config(app, **_stack(proxy_headers=proxy_headers, log_level=log_level))
+    """The same stack for an in-process server serving `app` (the e2e harness; a bench can
+    pass e.g. access_log=False in `extra`)."""
+    options = _stack(proxy_headers=proxy_headers, log_level=log_level)
+    return uvicorn.Config(app, **{**options, **extra})
