@@ -71,7 +71,7 @@ async def _forward(ctx: RequestContext, rt: Runtime) -> UpstreamReply:
 
     try:
         reply, _ = await send_with_failover(
-            plan, send_one, breakers=rt.breakers, attempts=ctx.attempts
+            plan, send_one, breakers=rt.breakers, attempts=ctx.attempts, rng=rt.router.rng
         )
     except NoProviderAvailable as exc:
         up = exc.upstream

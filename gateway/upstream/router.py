@@ -135,6 +135,12 @@ class Router:
         # Configured providers that no plan can use (demo, missing key): for start-up logs.
         self.unreachable = sorted({n for n in self._providers if n not in self._targets})
 
+    @property
+    def rng(self) -> random.Random:
+        """This router's generator, also for retry jitter: a random.Random() per request
+        seeds itself from os.urandom (a syscall and ~5 us each)."""
+        return self._rng
+
     def _table(self, source: str, routes: Iterable[RouteTarget], fmt: ClientFormat) -> _Table:
         entries = []
         for r in routes:
