@@ -155,15 +155,24 @@ def parse_arguments(text: str) -> dict[str, Any] | None:
 
 
 # Claude Code states it in its system prompt as " - Primary working directory: /path".
+_CWD_PHRASE = "Primary working directory:"
 _CWD = re.compile(r"^[ \t]*(?:-[ \t]*)?Primary working directory:[ \t]*(\S[^\r\n]*?)[ \t]*$", re.M)
 
 
 def find_working_directory(text: str) -> str | None:
     """The first `Primary working directory: ...` line of a system prompt text, if any."""
-    if "Primary working directory:" not in text:  # cheap test before the regex on ~6 KB
-        return None
-    m = _CWD.search(text)
-    return m.group(1) if m else None
+    # The regex runs only on the lines that hold the phrase: searched over the whole prompt
+    # (tens of KB, often UCS-2) it tried every line start, ~17 us per Claude Code request.
+    pos = text.find(_CWD_PHRASE)
+    while pos != -1:
+        start = text.rfind("\n", 0, pos) + 1  # `^` under re.M: after a newline only
+        end = text.find("\n", pos)
+        end = len(text) if end == -1 else end
+        m = _CWD.match(text, start, end)  # endpos: `$` matches at the line's end
+        if m is not None:
+            return m.group(1)
+        pos = text.find(_CWD_PHRASE, end)
+    return None
 
 
 def apply_tool_choice_edit(body: Json, edit: object) -> None:
