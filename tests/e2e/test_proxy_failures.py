@@ -91,13 +91,18 @@ async def test_oversized_header_values(stack: Stack, headers: dict[str, str]) ->
 
 @pytest.mark.parametrize("value", ["code-review\x01", "code-review\x7f"], ids=["SOH", "DEL"])
 async def test_control_characters_in_headers(stack: Stack, value: str) -> None:
-    # uvicorn's HTTP parser refuses these before the app runs: 400, nothing forwarded.
+    # llhttp refuses the head; gateway/server.py hands the refusal to the proxy, which answers
+    # in the client's format and audits it (raw-byte cases: test_header_input.py).
     async with httpx.AsyncClient() as client:
         resp = await client.post(
             stack.url + "/v1/messages", headers={**HEADERS, "x-skill": value}, content=GOOD
         )
     assert resp.status_code == 400
+    assert resp.json()["type"] == "error"
+    assert resp.json()["error"]["type"] == "invalid_request_error"
     assert stack.ant.requests == []
+    (record,) = await stack.records(1)
+    assert record.status == 400 and record.decision == "deny"
 
 
 @pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
