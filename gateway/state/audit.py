@@ -34,6 +34,7 @@ __all__ = [
     "parse_ts",
     "record_from_json",
     "record_to_dict",
+    "serialise",
 ]
 
 Decision = Literal["allow", "deny", "partial"]
@@ -98,11 +99,15 @@ class AuditRecord:
     upstream_attempts: Sequence[Mapping[str, Any]] = ()
     prev_hash: str = ""
     hash: str = ""
+    # The canonical form split around prev_hash, set by serialise() (the writer's append):
+    # serialised once on the request path, where it also validates, and not again in the
+    # writer thread, which then only splices the chain head in and hashes. replace() resets it.
+    _parts: tuple[bytes, bytes] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.decision not in get_args(Decision):
+        if self.decision not in _DECISIONS:
             raise ValueError(f"decision must be allow|deny|partial, not {self.decision!r}")
-        if self.kind not in get_args(RecordKind):
+        if self.kind not in _KINDS:
             raise ValueError(f"kind must be request|tool_check, not {self.kind!r}")
         if self.ts.tzinfo is None:
             raise ValueError("ts must be timezone-aware")
@@ -115,7 +120,12 @@ class AuditRecord:
             object.__setattr__(self, name, tuple(dict(d) for d in getattr(self, name)))
 
 
-_FIELD_NAMES = tuple(f.name for f in fields(AuditRecord))
+_DECISIONS = frozenset(get_args(Decision))
+_KINDS = frozenset(get_args(RecordKind))
+_FIELD_NAMES = tuple(f.name for f in fields(AuditRecord) if f.init)
+# Fields on each side of prev_hash in sorted-key order (all ASCII: str order is orjson's).
+_BEFORE_PREV = frozenset(n for n in _FIELD_NAMES if n < "prev_hash")
+assert _BEFORE_PREV and len(_BEFORE_PREV) < len(_FIELD_NAMES) - 2  # both sides non-empty
 
 
 def format_ts(ts: datetime) -> str:
@@ -157,11 +167,28 @@ def link(record: AuditRecord, prev_hash: str) -> tuple[AuditRecord, bytes]:
 
 def chain_body(record: AuditRecord, prev_hash: str) -> tuple[bytes, str]:
     """What link() stores and hashes, without building the linked record (the writers need
-    only these two; each replace() re-runs the record's validation)."""
-    data = record_to_dict(record, with_hash=False)
-    data["prev_hash"] = prev_hash
-    body = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    only these two; each replace() re-runs the record's validation). Byte for byte
+    canonical_bytes() of the record with prev_hash set."""
+    head, tail = serialise(record)
+    body = head + orjson.dumps(prev_hash) + tail
     return body, chain_hash(prev_hash, body)
+
+
+def serialise(record: AuditRecord) -> tuple[bytes, bytes]:
+    """The canonical form around the prev_hash value: `{..."prev_hash":` and `,...}`
+    (sorted keys, so prev_hash sits between the same neighbours in every record). Computed
+    once per record; TypeError here when a field holds something JSON cannot carry."""
+    if record._parts is None:
+        data = record_to_dict(record, with_hash=False)
+        del data["prev_hash"]
+        before = {k: v for k, v in data.items() if k in _BEFORE_PREV}
+        after = {k: v for k, v in data.items() if k not in _BEFORE_PREV}
+        opt = orjson.OPT_SORT_KEYS
+        head = orjson.dumps(before, option=opt)[:-1] + b',"prev_hash":'
+        parts = (head, b"," + orjson.dumps(after, option=opt)[1:])
+        object.__setattr__(record, "_parts", parts)  # a cache of frozen fields
+        return parts
+    return record._parts
 
 
 def record_from_json(body: bytes | str, hash_: str) -> AuditRecord:

@@ -20,7 +20,7 @@ from dataclasses import replace
 
 import orjson
 
-from gateway.state.audit import AuditFlushError, AuditRecord, canonical_bytes
+from gateway.state.audit import AuditFlushError, AuditRecord, canonical_bytes, serialise
 
 __all__ = ["QueuedAuditWriter", "reconcile_retry"]
 
@@ -62,7 +62,7 @@ class QueuedAuditWriter:
     async def append(self, record: AuditRecord) -> None:
         if not self._accepting:
             raise RuntimeError("audit store is not open")
-        canonical_bytes(record)  # unserialisable data fails here, in the caller, not the writer
+        serialise(record)  # unserialisable data fails here, in the caller, not the writer
         self._accepted += 1
         try:
             await self._queue.put(record)
