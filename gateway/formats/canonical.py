@@ -13,6 +13,7 @@ from typing import Any, Literal
 import orjson
 
 __all__ = [
+    "RequestView",
     "FormatError",
     "GateMode",
     "Json",
@@ -92,6 +93,23 @@ class ToolChoiceEdit(enum.Enum):
 
     KEEP = "keep"
     DROP = "drop"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestView:
+    """A validated request body (either format) and what policy reads from it.
+
+    Treat `body` as read-only: edits go through the format's with_tools().
+    """
+
+    body: Json
+    model: str
+    stream: bool
+    max_tokens: int | None
+    tools: tuple[ToolOffer, ...]
+    tool_choice: ToolChoice | None
+    skill: SkillInvocation | None
+    cwd: str | None
 
 
 @dataclass(frozen=True, slots=True)

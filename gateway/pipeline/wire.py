@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from gateway.formats import anthropic_messages as am
 from gateway.formats import openai_chat as oc
 from gateway.formats.canonical import (
     GateMode,
     Json,
-    SkillInvocation,
+    RequestView,
     ToolCall,
-    ToolChoice,
     ToolChoiceEdit,
-    ToolOffer,
     Usage,
     Verdict,
 )
@@ -23,27 +21,6 @@ from gateway.pipeline.context import ClientFormat
 from gateway.upstream.sse import SSEEvent
 
 __all__ = ["ANTHROPIC", "OPENAI", "Gate", "RequestView", "Wire", "wire_for"]
-
-
-class RequestView(Protocol):
-    """What MessagesRequest and ChatRequest both offer."""
-
-    @property
-    def body(self) -> Json: ...
-    @property
-    def model(self) -> str: ...
-    @property
-    def stream(self) -> bool: ...
-    @property
-    def max_tokens(self) -> int | None: ...
-    @property
-    def tools(self) -> tuple[ToolOffer, ...]: ...
-    @property
-    def tool_choice(self) -> ToolChoice | None: ...
-    @property
-    def skill(self) -> SkillInvocation | None: ...
-    @property
-    def cwd(self) -> str | None: ...
 
 
 class Gate(Protocol):
@@ -107,15 +84,11 @@ def _edit(fn: Callable[..., Json]) -> Callable[[Json, Collection[str], object], 
     return edit
 
 
-def _view(fn: Callable[[bytes], Any]) -> Callable[[bytes], RequestView]:
-    return fn  # both request dataclasses satisfy RequestView structurally
-
-
 ANTHROPIC = Wire(
     name="anthropic",
     provider_kinds=frozenset({"anthropic"}),
     path_prefix="",
-    parse_request=_view(am.parse_request),
+    parse_request=am.parse_request,
     edit_tools=_edit(am.edit_tools),
     parse_response=am.parse_response,
     tool_calls=am.tool_calls,
@@ -131,7 +104,7 @@ OPENAI = Wire(
     name="openai",
     provider_kinds=frozenset({"openai", "openai_compatible"}),
     path_prefix="/v1",
-    parse_request=_view(oc.parse_request),
+    parse_request=oc.parse_request,
     edit_tools=_edit(oc.edit_tools),
     parse_response=oc.parse_response,
     tool_calls=oc.tool_calls,

@@ -7,7 +7,6 @@ from gateway.formats.anthropic_messages.errors import (
     stream_error_event,
 )
 from gateway.formats.anthropic_messages.request import (
-    MessagesRequest,
     active_skill,
     edit_tools,
     offered_tools,
@@ -25,7 +24,6 @@ from gateway.formats.anthropic_messages.response import (
 from gateway.formats.anthropic_messages.stream import StreamGate
 
 __all__ = [
-    "MessagesRequest",
     "StreamGate",
     "active_skill",
     "apply_verdicts",

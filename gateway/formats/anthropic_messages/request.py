@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -11,6 +10,7 @@ import orjson
 from gateway.formats.canonical import (
     FormatError,
     Json,
+    RequestView,
     SkillInvocation,
     ToolChoice,
     ToolChoiceEdit,
@@ -21,7 +21,6 @@ from gateway.formats.canonical import (
 )
 
 __all__ = [
-    "MessagesRequest",
     "active_skill",
     "edit_tools",
     "offered_tools",
@@ -41,21 +40,7 @@ _ROLES = frozenset({"user", "assistant", "system"})
 _CHOICE_MODES = frozenset({"auto", "any", "none", "tool"})
 
 
-@dataclass(frozen=True, slots=True)
-class MessagesRequest:
-    """A validated request body and what policy reads from it. Treat `body` as read-only."""
-
-    body: Json
-    model: str
-    stream: bool
-    max_tokens: int | None
-    tools: tuple[ToolOffer, ...]
-    tool_choice: ToolChoice | None
-    skill: SkillInvocation | None
-    cwd: str | None
-
-
-def parse_request(raw: bytes) -> MessagesRequest:
+def parse_request(raw: bytes) -> RequestView:
     """Parse and validate a /v1/messages (or count_tokens) body; FormatError when malformed."""
     body = loads_object(raw, "request body")
     model = body.get("model")
@@ -68,7 +53,7 @@ def parse_request(raw: bytes) -> MessagesRequest:
     if max_tokens is not None and type(max_tokens) is not int:
         raise FormatError("'max_tokens' must be an integer")
     _check_messages(body.get("messages"))
-    return MessagesRequest(
+    return RequestView(
         body=body,
         model=model,
         stream=stream,

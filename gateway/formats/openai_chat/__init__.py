@@ -7,7 +7,6 @@ from gateway.formats.openai_chat.errors import (
     stream_error_events,
 )
 from gateway.formats.openai_chat.request import (
-    ChatRequest,
     active_skill,
     edit_tools,
     offered_tools,
@@ -28,7 +27,6 @@ from gateway.formats.openai_chat.stream import StreamGate
 
 __all__ = [
     "LEGACY_INDEX",
-    "ChatRequest",
     "StreamGate",
     "active_skill",
     "apply_verdicts",

@@ -7,7 +7,6 @@ in the history as `tool_calls[]` and the legacy `function_call`. All of them are
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -15,6 +14,7 @@ import orjson
 from gateway.formats.canonical import (
     FormatError,
     Json,
+    RequestView,
     SkillInvocation,
     ToolChoice,
     ToolChoiceEdit,
@@ -26,7 +26,6 @@ from gateway.formats.canonical import (
 )
 
 __all__ = [
-    "ChatRequest",
     "active_skill",
     "edit_tools",
     "offered_tools",
@@ -42,21 +41,7 @@ _CHOICE_STRINGS = {"none": "none", "auto": "auto", "required": "any"}
 _TOOL_TYPES = frozenset({"function", "custom"})
 
 
-@dataclass(frozen=True, slots=True)
-class ChatRequest:
-    """A validated request body and what policy reads from it. Treat `body` as read-only."""
-
-    body: Json
-    model: str
-    stream: bool
-    max_tokens: int | None
-    tools: tuple[ToolOffer, ...]
-    tool_choice: ToolChoice | None
-    skill: SkillInvocation | None
-    cwd: str | None
-
-
-def parse_request(raw: bytes) -> ChatRequest:
+def parse_request(raw: bytes) -> RequestView:
     """Parse and validate a /v1/chat/completions body; FormatError when malformed."""
     body = loads_object(raw, "request body")
     model = body.get("model")
@@ -69,7 +54,7 @@ def parse_request(raw: bytes) -> ChatRequest:
     if max_tokens is not None and type(max_tokens) is not int:
         raise FormatError("'max_completion_tokens' / 'max_tokens' must be an integer")
     _check_messages(body.get("messages"))
-    return ChatRequest(
+    return RequestView(
         body=body,
         model=model,
         stream=stream,
