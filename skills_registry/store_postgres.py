@@ -12,7 +12,7 @@ from skills_registry import serialize
 from skills_registry.manifest import SkillVersion
 from skills_registry.store import VersionConflict
 
-__all__ = ["Pool", "PostgresSkillStore", "open_pool"]
+__all__ = ["Pool", "PooledStore", "PostgresSkillStore", "open_pool"]
 
 Pool = AsyncConnectionPool[AsyncConnection[TupleRow]]
 
@@ -56,8 +56,10 @@ async def open_pool(url: str, schema: str, *, max_size: int = 4) -> Pool:
     return pool
 
 
-class PostgresSkillStore:
-    """SkillStore on PostgreSQL; the whole SkillVersion is in `data`, the columns serve lookups."""
+class PooledStore:
+    """open/close/_opened for a store that owns one pool and creates `schema` on open."""
+
+    schema = ""
 
     def __init__(self, url: str) -> None:
         self._url = url
@@ -65,7 +67,7 @@ class PostgresSkillStore:
 
     async def open(self) -> None:
         if self._pool is None:
-            self._pool = await open_pool(self._url, _SCHEMA)
+            self._pool = await open_pool(self._url, self.schema)
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -76,6 +78,12 @@ class PostgresSkillStore:
         if self._pool is None:
             raise RuntimeError("store is not open")
         return self._pool
+
+
+class PostgresSkillStore(PooledStore):
+    """SkillStore on PostgreSQL; the whole SkillVersion is in `data`, the columns serve lookups."""
+
+    schema = _SCHEMA
 
     async def put_version(self, version: SkillVersion) -> None:
         data = serialize.dumps(version).decode()

@@ -18,7 +18,7 @@ from gateway.state.keys import (
     skills_from_json,
     skills_to_json,
 )
-from skills_registry.store_postgres import Pool, open_pool
+from skills_registry.store_postgres import PooledStore
 
 __all__ = ["PostgresKeyStore"]
 
@@ -50,26 +50,10 @@ def _record(row: tuple[Any, ...]) -> ApiKey:
     )
 
 
-class PostgresKeyStore:
+class PostgresKeyStore(PooledStore):
     """ApiKeyStore on PostgreSQL."""
 
-    def __init__(self, url: str) -> None:
-        self._url = url
-        self._pool: Pool | None = None
-
-    async def open(self) -> None:
-        if self._pool is None:
-            self._pool = await open_pool(self._url, _SCHEMA)
-
-    async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
-
-    def _opened(self) -> Pool:
-        if self._pool is None:
-            raise RuntimeError("store is not open")
-        return self._pool
+    schema = _SCHEMA
 
     async def create(
         self, kind: KeyKind, consumer: str, skills: tuple[str, ...] | None
