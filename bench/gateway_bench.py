@@ -1,6 +1,8 @@
 """Gateway bench (issue 4 "Speed"): the full pipeline against a bare forwarder, one run.
 
     .venv/bin/python -m bench.gateway_bench      (about 2 minutes; also part of `make bench`)
+    .venv/bin/python -m bench.gateway_bench --only budgets     (the budget stage alone)
+    .venv/bin/python -m bench.gateway_bench --only gateway     (without the budget stage)
 
 Three child processes on loopback: bench/fast_upstream.py, bench/bare_forwarder.py and the
 gateway (create_app under uvicorn + uvloop + httptools; SQLite registry, keys and audit in a
@@ -9,11 +11,14 @@ aiohttp client in this process. CPU per request is the server process's utime+st
 (/proc/<pid>/stat, every thread: the audit writer's SQLite thread counts) over the requests
 it completed. The machine's cores are shared by the load generator, upstream and server, so
 req/s is a floor; CPU per request is the figure the targets are about.
-Figures also go to bench/results/latest.json.
+The budget stage (issue 5) runs three more gateways, without budgets, with in-process and
+with Redis counters: see bench/budget_variants.py.
+Figures also go to bench/results/latest.json (a partial run keeps the other part's figures).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import platform
@@ -25,14 +30,14 @@ from typing import Any
 
 import orjson
 
-from bench.load import Load, closed_loop, percentile, session, ttfb
-from bench.procs import Child, cpu_seconds, rss_mib
+from bench import budget_variants
+from bench.load import Load, measure, session, ttfb, wait_ready
+from bench.procs import Child, rss_mib
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "latest.json"
 CONCURRENCY = (1, 32)
 BOUNDS = {1: (1_500, 5.0), 32: (4_000, 6.0)}  # (max requests, max seconds) per measured run
-WARMUP = 150
 TTFB_SAMPLES = 15
 TARGETS = {"chat 1KB": 2.0, "openai 1KB": 2.0, "claude-code 78KB": 3.0}
 RSS_TARGET_MIB = 150.0
@@ -99,38 +104,6 @@ def loads(key: str) -> dict[str, Load]:
     }
 
 
-async def _wait_ready(url: str, child: Child, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    async with session(1) as http:
-        while time.monotonic() < deadline:
-            if child.proc.poll() is not None:
-                break
-            try:
-                async with http.get(url) as resp:
-                    await resp.read()
-                    return
-            except OSError:
-                await asyncio.sleep(0.05)
-    raise RuntimeError(f"{child.name} is not answering on {url}")
-
-
-async def measure(child: Child, base: str, load: Load, conc: int) -> dict[str, Any]:
-    await closed_loop(base, load, conc, WARMUP, 10.0)  # caches, pools, allocator
-    await asyncio.sleep(0.3)  # let the audit writer finish the warm-up's records
-    cpu0 = cpu_seconds(child.pid)
-    run = await closed_loop(base, load, conc, *BOUNDS[conc])
-    await asyncio.sleep(0.3)  # the records of this run are written, and counted here
-    cpu = cpu_seconds(child.pid) - cpu0
-    return {
-        "requests": run.count,
-        "errors": run.errors,
-        "cpu_us_per_req": cpu / run.count * 1e6 if run.count else None,
-        "rps": run.rps,
-        "p50_ms": percentile(run.latencies, 0.5) * 1e3,
-        "p99_ms": percentile(run.latencies, 0.99) * 1e3,
-    }
-
-
 async def measure_ttfb(servers: dict[str, tuple[Child, str]], load: Load) -> dict[str, Any]:
     samples: dict[str, list[float]] = {name: [] for name in servers}
     async with session(4) as http:  # one connection per server, reused: no connect in TTFB
@@ -145,13 +118,10 @@ async def measure_ttfb(servers: dict[str, tuple[Child, str]], load: Load) -> dic
     }
 
 
-def _start(tmp: Path) -> tuple[Child, Child, Child]:
-    upstream = Child("fast_upstream", ["-m", "bench.fast_upstream"], tmp)
-    children = [upstream]
+def _start(tmp: Path, up_url: str) -> tuple[Child, Child]:
+    bare = Child("bare_forwarder", ["-m", "bench.bare_forwarder", up_url], tmp)
+    children = [bare]
     try:
-        up_url = f"http://127.0.0.1:{upstream.expect('PORT')['PORT']}"
-        bare = Child("bare_forwarder", ["-m", "bench.bare_forwarder", up_url], tmp)
-        children.append(bare)
         args = ["-m", "bench.serve", "gateway", str(tmp / "data"), up_url]
         gateway = Child("gateway", args, tmp)
         children.append(gateway)
@@ -161,41 +131,57 @@ def _start(tmp: Path) -> tuple[Child, Child, Child]:
         for child in reversed(children):
             child.stop()
         raise
-    return upstream, bare, gateway
+    return bare, gateway
 
 
-async def bench(tmp: Path) -> dict[str, Any]:
-    upstream, bare, gateway = _start(tmp)
+async def bench_gateway(tmp: Path, up_url: str) -> dict[str, Any]:
+    bare, gateway = _start(tmp, up_url)
     try:
-        urls = {c.name: f"http://127.0.0.1:{c.values['PORT']}" for c in (upstream, bare, gateway)}
-        await _wait_ready(urls["fast_upstream"] + "/ready", upstream)
-        await _wait_ready(urls["bare_forwarder"] + "/ready", bare)
-        await _wait_ready(urls["gateway"] + "/healthz", gateway)
+        urls = {c.name: f"http://127.0.0.1:{c.values['PORT']}" for c in (bare, gateway)}
+        await wait_ready(urls["bare_forwarder"] + "/ready", bare)
+        await wait_ready(urls["gateway"] + "/healthz", gateway)
         shapes = loads(gateway.values["KEY"])
         servers = {"bare": (bare, urls["bare_forwarder"]), "gateway": (gateway, urls["gateway"])}
         rows: list[dict[str, Any]] = []
         for body in TARGETS:
             for conc in CONCURRENCY:
                 for name, (child, base) in servers.items():
-                    row = await measure(child, base, shapes[body], conc)
+                    row = await measure(child, base, shapes[body], conc, BOUNDS[conc])
                     rows.append({"server": name, "body": body, "concurrency": conc, **row})
-                    _print_row(rows[-1])
+                    print_row(rows[-1])
         ttfb_ms = await measure_ttfb(servers, shapes["paced stream"])
         rss = {name: rss_mib(child.pid) for name, (child, _) in servers.items()}
     finally:
-        for child in (gateway, bare, upstream):
+        for child in (gateway, bare):
             child.stop()
     return {"rows": rows, "ttfb": ttfb_ms, "rss": rss}
 
 
-_HEAD = f"{'server':<8} {'body':<17} {'conn':>4} {'reqs':>6} {'CPU us/req':>10} {'req/s':>8}"
+async def bench(tmp: Path, only: str | None) -> dict[str, Any]:
+    upstream = Child("fast_upstream", ["-m", "bench.fast_upstream"], tmp)
+    result: dict[str, Any] = {}
+    try:
+        up_url = f"http://127.0.0.1:{upstream.expect('PORT')['PORT']}"
+        await wait_ready(up_url + "/ready", upstream)
+        if only != "budgets":
+            result.update(await bench_gateway(tmp, up_url))
+        if only != "gateway":
+            chat = loads("replaced-per-gateway")["chat 1KB"]
+            budgets = await budget_variants.bench_budgets(tmp, up_url, chat, print_row)
+            result["budgets"] = budgets
+    finally:
+        upstream.stop()
+    return result
+
+
+_HEAD = f"{'server':<9} {'body':<17} {'conn':>4} {'reqs':>6} {'CPU us/req':>10} {'req/s':>8}"
 _HEAD += f" {'p50 ms':>7} {'p99 ms':>7}  errors"
 
 
-def _print_row(r: dict[str, Any]) -> None:
+def print_row(r: dict[str, Any]) -> None:
     cpu = r["cpu_us_per_req"] or float("nan")
     print(
-        f"{r['server']:<8} {r['body']:<17} {r['concurrency']:>4} {r['requests']:>6} {cpu:>10.0f}"
+        f"{r['server']:<9} {r['body']:<17} {r['concurrency']:>4} {r['requests']:>6} {cpu:>10.0f}"
         f" {r['rps']:>8.0f} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f}  {r['errors'] or ''}",
         flush=True,
     )
@@ -222,28 +208,42 @@ def verdicts(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", choices=("gateway", "budgets"), help="run one part")
+    only = parser.parse_args().only
     print(f"Python {platform.python_version()}, {platform.machine()}, bounds {BOUNDS}", flush=True)
     print(_HEAD, flush=True)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="sw-gateway-bench-") as tmp:
-        result = asyncio.run(bench(Path(tmp)))
-    t = result["ttfb"]
-    print(
-        f"\nTTFB paced stream (first event; upstream sends it at once, then one per 50 ms), "
-        f"median of {t['bare']['samples']}: bare {t['bare']['median_ms']:.2f} ms, "
-        f"gateway {t['gateway']['median_ms']:.2f} ms"
-    )
-    for name, (now, peak) in result["rss"].items():
-        print(f"RSS {name}: {now:.0f} MiB now, {peak:.0f} MiB peak")
-    result["targets"] = verdicts(result)
+        result = asyncio.run(bench(Path(tmp), only))
+    targets: list[dict[str, Any]] = []
+    if "ttfb" in result:
+        t = result["ttfb"]
+        print(
+            f"\nTTFB paced stream (first event; upstream sends it at once, then one per 50 ms), "
+            f"median of {t['bare']['samples']}: bare {t['bare']['median_ms']:.2f} ms, "
+            f"gateway {t['gateway']['median_ms']:.2f} ms"
+        )
+        for name, (now, peak) in result["rss"].items():
+            print(f"RSS {name}: {now:.0f} MiB now, {peak:.0f} MiB peak")
+        targets += verdicts(result)
+    if "budgets" in result:
+        budget_variants.print_summary(result["budgets"])
+        targets += result["budgets"]["targets"]
     print("\nTargets:")
-    for v in result["targets"]:
+    for v in targets:
         mark = "ok  " if v["ok"] else "MISS"
-        print(f"  {mark} {v['target']:<52} {v['value']:>7.2f}  (limit {v['limit']})")
-    result["seconds"] = round(time.monotonic() - started, 1)
+        print(f"  {mark} {v['target']:<60} {v['value']:>7.2f}  (limit {v['limit']})")
+    seconds = round(time.monotonic() - started, 1)
+    # A partial run (--only) replaces its own part and keeps the other part's last figures.
+    saved = orjson.loads(RESULTS.read_bytes()) if only and RESULTS.exists() else {}
+    if "rows" in result:
+        saved.update(result, targets=verdicts(result), seconds=seconds)
+    if "budgets" in result:
+        saved["budgets"] = {**result["budgets"], "seconds": seconds}
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
-    print(f"\n{result['seconds']} s; figures in {RESULTS.relative_to(ROOT.parent)}")
+    RESULTS.write_bytes(orjson.dumps(saved, option=orjson.OPT_INDENT_2))
+    print(f"\n{seconds} s; figures in {RESULTS.relative_to(ROOT.parent)}")
 
 
 if __name__ == "__main__":

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
-__all__ = ["Load", "Run", "closed_loop", "percentile", "ttfb"]
+from bench.procs import Child, cpu_seconds
+
+__all__ = ["Load", "Run", "closed_loop", "measure", "percentile", "ttfb", "wait_ready"]
+
+WARMUP = 150
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,3 +100,49 @@ async def ttfb(http: aiohttp.ClientSession, base: str, load: Load) -> tuple[floa
         while await resp.content.readany():  # bounded: the upstream stream has 9 events
             pass
     return head, first_at
+
+
+async def wait_ready(url: str, child: Child, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with session(1) as http:
+        while time.monotonic() < deadline:
+            if child.proc.poll() is not None:
+                break
+            try:
+                async with http.get(url) as resp:
+                    await resp.read()
+                    return
+            except OSError:
+                await asyncio.sleep(0.05)
+    raise RuntimeError(f"{child.name} is not answering on {url}")
+
+
+async def measure(
+    child: Child,
+    base: str,
+    load: Load,
+    conc: int,
+    bounds: tuple[int, float],
+    probe: Callable[[], dict[str, float]] | None = None,
+) -> dict[str, Any]:
+    """CPU/req, req/s and latency of one closed-loop run after a warm-up. `probe` (e.g. Redis
+    command counts) is sampled around the measured run; its deltas per request are returned."""
+    await closed_loop(base, load, conc, WARMUP, 10.0)  # caches, pools, allocator
+    await asyncio.sleep(0.3)  # let the audit writer finish the warm-up's records
+    before = probe() if probe else {}
+    cpu0 = cpu_seconds(child.pid)
+    run = await closed_loop(base, load, conc, *bounds)
+    await asyncio.sleep(0.3)  # the records of this run are written, and counted here
+    cpu = cpu_seconds(child.pid) - cpu0
+    after = probe() if probe else {}
+    sent = run.count + sum(run.errors.values())  # every request sent may have hit Redis
+    per_req = {k: (after[k] - before.get(k, 0.0)) / sent for k in after} if sent else {}
+    return {
+        "requests": run.count,
+        "errors": run.errors,
+        "cpu_us_per_req": cpu / run.count * 1e6 if run.count else None,
+        "rps": run.rps,
+        "p50_ms": percentile(run.latencies, 0.5) * 1e3,
+        "p99_ms": percentile(run.latencies, 0.99) * 1e3,
+        **({"per_request": per_req} if probe else {}),
+    }

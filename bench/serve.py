@@ -7,12 +7,16 @@ has proto 0, so a server on the asyncio loop would then let Nagle hold the respo
 behind its head until the client's delayed ACK (~40 ms per request on Linux). uvloop sets
 TCP_NODELAY itself; the option on the listener is inherited by accepted sockets anyway.
 
-    python -m bench.serve gateway <data_dir> <upstream_url>
+    python -m bench.serve gateway <data_dir> <upstream_url> [<budget state JSON>]
+
+The optional last argument ("memory" or a `state:` mapping as JSON) gives the bench's skill a
+budget that never refuses, so reserve and settle run on every request (bench/budget_variants.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import sys
 from pathlib import Path
@@ -50,8 +54,17 @@ def serve_asgi(app: Any) -> None:
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def gateway_settings(data_dir: Path, upstream: str) -> Any:
-    """Embedded SQLite (registry, keys, audit) under data_dir, both providers on the upstream."""
+# Generous enough never to refuse: the bench measures the cost of counting, not of refusing.
+# Two limits (tokens per day, requests per minute) as a budgeted skill typically has.
+BENCH_BUDGETS = [
+    {"window": "day", "tokens": 10**12},
+    {"window": "minute", "requests": 10**9},
+]
+
+
+def gateway_settings(data_dir: Path, upstream: str, state: Any = None) -> Any:
+    """Embedded SQLite (registry, keys, audit) under data_dir, both providers on the upstream;
+    with `state`, code-review gets BENCH_BUDGETS counted there."""
     from gateway.settings import load_settings
 
     providers = {
@@ -60,17 +73,20 @@ def gateway_settings(data_dir: Path, upstream: str) -> Any:
     }
     overrides = {"data_dir": str(data_dir), "providers": providers}
     overrides["server"] = {"log_level": "warning"}
+    if state is not None:
+        overrides["state"] = state
+        overrides["skills"] = {"code-review": {"budgets": BENCH_BUDGETS}}
     return load_settings(None, {}, overrides)
 
 
-def _gateway(data_dir: Path, upstream: str) -> None:
+def _gateway(data_dir: Path, upstream: str, state: Any = None) -> None:
     """As `skillwarden serve` does: bootstrap once (samples, keys), then create_app."""
     from gateway.app import create_app
     from gateway.bootstrap import bootstrap, prepare_data_dir
     from gateway.state.keys import open_key_store
     from skills_registry.store import open_skill_store
 
-    settings = gateway_settings(data_dir, upstream)
+    settings = gateway_settings(data_dir, upstream, state)
 
     async def boot() -> str:
         prepare_data_dir(settings)
@@ -90,6 +106,8 @@ def _gateway(data_dir: Path, upstream: str) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] != ["gateway"] or len(sys.argv) != 4:
-        raise SystemExit("usage: python -m bench.serve gateway <data_dir> <upstream_url>")
-    _gateway(Path(sys.argv[2]), sys.argv[3])
+    if sys.argv[1:2] != ["gateway"] or len(sys.argv) not in (4, 5):
+        raise SystemExit(
+            "usage: python -m bench.serve gateway <data_dir> <upstream_url> [<state JSON>]"
+        )
+    _gateway(Path(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4]) if sys.argv[4:] else None)
