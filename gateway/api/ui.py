@@ -16,18 +16,18 @@ from datetime import UTC, datetime, timedelta
 from fastapi import APIRouter, Request, Response
 
 from gateway.api.admin import api_key_from_headers
+from gateway.pipeline.budget import skill_scope_limits
 from gateway.runtime import Runtime
-from gateway.settings import Settings
 from gateway.skill_views import skill_detail_view, skill_summary_view
 from gateway.state.audit import AuditRecord, AuditStore
-from gateway.state.counters import Counters, CountersUnavailable, Limit
+from gateway.state.counters import Counters, CountersUnavailable
 from gateway.ui_render import Budget, Denial, SkillRow, denials_of, error_page, index_page
 from gateway.ui_render import skill_page as render_skill_page
 from gateway.upstream.breaker import BreakerSnapshot
 from skills_registry.store import SkillStore
 from skills_registry.validate import NAME_PATTERN
 
-__all__ = ["SECURITY_HEADERS", "router", "skill_limits"]
+__all__ = ["SECURITY_HEADERS", "router"]
 
 router = APIRouter(prefix="/ui")
 SECURITY_HEADERS = {
@@ -97,30 +97,10 @@ def _runtime(request: Request) -> Runtime:
     return rt
 
 
-def skill_limits(settings: Settings, skill: str) -> list[Limit]:
-    """The skill-scope limits of `skill` (shared by all its consumers), as budget.limits_for
-    builds them: skills[name].budgets when that key is set (even to []), else skills["*"]."""
-    own = settings.skills.get(skill)
-    if own is not None and "budgets" in own.model_fields_set:
-        budgets = own.budgets
-    else:
-        star = settings.skills.get("*")
-        budgets = star.budgets if star is not None else []
-    limits: list[Limit] = []
-    for b in budgets:
-        if b.scope != "skill":
-            continue
-        if b.tokens is not None:
-            limits.append(Limit(skill, b.window, "tokens", b.tokens))
-        if b.requests is not None:
-            limits.append(Limit(skill, b.window, "requests", b.requests))
-    return limits
-
-
 async def _budgets(rt: Runtime, skill: str) -> list[Budget]:
     counters: Counters = rt.counters
     found = []
-    for limit in skill_limits(rt.settings, skill):
+    for limit in skill_scope_limits(rt.settings, skill):
         try:
             usage = await counters.usage(limit)
         except CountersUnavailable:

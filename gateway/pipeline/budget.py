@@ -109,20 +109,32 @@ def _limits(
     return found
 
 
+def skill_budgets(settings: Settings, skill: str) -> list[BudgetSettings]:
+    """skills[name].budgets when that key is set (even to []), else skills["*"].budgets."""
+    own = settings.skills.get(skill)
+    # Explicit `budgets: []` on a skill opts it out of the "*" default.
+    if own is not None and "budgets" in own.model_fields_set:
+        return own.budgets
+    star = settings.skills.get("*")
+    return star.budgets if star is not None else []
+
+
+def skill_scope_limits(settings: Settings, skill: str) -> list[Limit]:
+    """The limits a skill's consumers share (scope "skill"), e.g. for display."""
+    limits: list[Limit] = []
+    for budget in skill_budgets(settings, skill):
+        if budget.scope == "skill":
+            limits += _limits(skill, None, budget, False)
+    return limits
+
+
 def limits_for(ctx: RequestContext, settings: Settings) -> list[Limit]:
     """Every limit that applies to this request's (consumer, skill); [] when none or no skill."""
     skill = ctx.skill
     if skill is None:
         return []
-    own = settings.skills.get(skill)
-    # Explicit `budgets: []` on a skill opts it out of the "*" default.
-    if own is not None and "budgets" in own.model_fields_set:
-        skill_budgets = own.budgets
-    else:
-        star = settings.skills.get("*")
-        skill_budgets = star.budgets if star is not None else []
     limits: list[Limit] = []
-    for budget in skill_budgets:
+    for budget in skill_budgets(settings, skill):
         limits += _limits(skill, ctx.consumer, budget, budget.scope == "consumer")
     consumer = settings.consumers.get(ctx.consumer) if ctx.consumer is not None else None
     for budget in consumer.budgets if consumer is not None else ():
