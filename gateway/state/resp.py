@@ -136,6 +136,8 @@ class RespClient:
             conn = self._conn
             if conn is None or conn.lost or self._loop is not loop:
                 conn = await self._connect()
+        if conn.lost:  # lost between connect and now: watch() ignores lost connections
+            raise ConnectionError("redis connection lost")
         packed, fut = pack(args), loop.create_future()
         conn.waiters.append((fut, loop.time() + self._timeout))
         assert conn.transport is not None
