@@ -8,7 +8,7 @@ recorded, failed replies go back to the pool (or are closed), the breaker opens 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -28,7 +28,6 @@ from tests.e2e.upstreams import (
     anthropic_message,
     anthropic_text_stream,
     json_reply,
-    refusing_port,
     sse_reply,
 )
 
@@ -101,12 +100,6 @@ async def b() -> AsyncIterator[ScriptedAnthropic]:
 
 
 @pytest.fixture
-def refused() -> Iterator[str]:
-    with refusing_port() as port:
-        yield f"http://127.0.0.1:{port}"
-
-
-@pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
 
@@ -134,9 +127,9 @@ async def read_json(reply: Any) -> Any:
 
 
 async def test_refused_connection_fails_over(
-    make: Callable[[Settings], Gateway], refused: str, b: ScriptedAnthropic
+    make: Callable[[Settings], Gateway], refused_url: str, b: ScriptedAnthropic
 ) -> None:
-    gw = make(settings_for(refused, b.url, max_retries=1))
+    gw = make(settings_for(refused_url, b.url, max_retries=1))
     await gw.client.start()
     reply, attempts = await gw.forward()
     assert reply.status == 200 and reply.provider == "p1"
@@ -237,9 +230,9 @@ async def test_every_provider_failing_keeps_the_last_upstream_error(
 
 
 async def test_nothing_reachable_is_503_no_provider_available(
-    make: Callable[[Settings], Gateway], refused: str
+    make: Callable[[Settings], Gateway], refused_url: str
 ) -> None:
-    gw = make(settings_for(refused, max_retries=0))
+    gw = make(settings_for(refused_url, max_retries=0))
     await gw.client.start()
     with pytest.raises(NoProviderAvailable) as err:
         await gw.forward()
