@@ -132,6 +132,17 @@ async def test_chain_links_every_record_and_verifies(store_url: str) -> None:
         prev = r.hash
 
 
+async def test_a_batch_larger_than_one_insert_lands_whole_and_chained(store_url: str) -> None:
+    # 250 records queued at once: one batch (batch_size 256) split over several INSERTs.
+    async with opened(store_url, batch_size=256) as store:
+        await asyncio.gather(*(store.append(rec(request_id=f"r{i}")) for i in range(250)))
+        await store.flush()
+        records = await store.query(limit=1000)
+        result = await store.verify()
+    assert [r.request_id for r in records] == [f"r{i}" for i in range(250)]
+    assert result.ok and result.checked == 250
+
+
 async def test_empty_log_verifies(store_url: str) -> None:
     async with opened(store_url) as store:
         result = await store.verify()
