@@ -15,13 +15,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import orjson
 
-from gateway.state.audit import AuditFlushError, AuditRecord, canonical_bytes, serialise
+from gateway.state.audit import (
+    AuditFlushError,
+    AuditRecord,
+    canonical_bytes,
+    new_record_id,
+    serialise,
+)
 
 __all__ = ["QueuedAuditWriter", "reconcile_retry"]
 
@@ -186,7 +191,7 @@ def reconcile_retry(
         if body is not None and _is_stored_as(record, body):
             continue
         if body is not None or record.id in seen:
-            fresh = uuid.uuid4().hex
+            fresh = new_record_id()
             log.error("audit record id %s is already used; stored as %s", record.id, fresh)
             record = replace(record, id=fresh)
         seen.add(record.id)

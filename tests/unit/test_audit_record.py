@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -14,6 +15,7 @@ from gateway.state.audit import (
     chain_hash,
     format_ts,
     link,
+    new_record_id,
     record_from_json,
     record_to_dict,
 )
@@ -68,3 +70,14 @@ def test_retry_renames_a_record_whose_id_is_taken_by_other_content() -> None:
     again = reconcile_retry([clash, clash], {first.id: body})
     assert len(again) == 2 and len({r.id for r in again} | {first.id}) == 3
     assert all(r.request_id == "other" for r in again)
+
+
+def test_record_ids_are_unique_hex_and_ordered_by_time() -> None:
+    before = time.time_ns() // 1_000_000
+    ids = [new_record_id() for _ in range(2000)]
+    after = time.time_ns() // 1_000_000
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    stamps = [int(i[:12], 16) for i in ids]
+    assert stamps == sorted(stamps) and before <= stamps[0] and stamps[-1] <= after
+    assert rec().id[:12] >= ids[-1][:12]  # records take their id from the same source
