@@ -1,8 +1,8 @@
 """The proxy edge: read the request (size-capped), build the RequestContext, run the pipeline.
 
-Plain `async def (request) -> Response` routes (no pydantic models, no middleware) for
-POST /v1/messages (also ?beta=true), POST /v1/messages/count_tokens,
-POST /v1/chat/completions and GET /v1/models.
+POST /v1/messages (also ?beta=true), POST /v1/messages/count_tokens and
+POST /v1/chat/completions are ProxyEndpoints, read straight from the ASGI scope (no pydantic
+models, no middleware: gateway/api/dispatch.py); GET /v1/models is a plain FastAPI route.
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ from __future__ import annotations
 import gc
 import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope
 
 from gateway.errors import GatewayError
 from gateway.pipeline.authenticate import authenticate
@@ -27,7 +28,7 @@ from gateway.pipeline.wire import wire_for
 from gateway.runtime import Runtime, open_runtime
 from gateway.settings import Settings
 
-__all__ = ["BAD_HEAD", "EDGE_ROUTES", "install", "runtime_lifespan"]
+__all__ = ["BAD_HEAD", "EDGE_ROUTES", "ProxyEndpoint", "install", "runtime_lifespan"]
 
 # Longer header values are refused: nothing an agent sends needs them, and they are
 # where oversized or smuggled input hides. Control characters (except tab) likewise.
@@ -49,23 +50,41 @@ EDGE_ROUTES = frozenset(
     }
 )
 BAD_HEAD = "skillwarden.bad_head"
+_PROXY_ROUTES: dict[str, ClientFormat] = {
+    "/v1/messages": "anthropic",
+    "/v1/messages/count_tokens": "anthropic",
+    "/v1/chat/completions": "openai",
+}
+
+
+class ProxyEndpoint:
+    """One proxy route. GatewayApp's fast path calls respond(scope, receive) straight from
+    the ASGI scope; FastAPI's router (the fallback, e.g. under a root_path) calls handle()."""
+
+    def __init__(self, endpoint: str, fmt: ClientFormat, limit: int) -> None:
+        self.endpoint, self.fmt, self.limit = endpoint, fmt, limit
+
+    async def handle(self, request: Request) -> Response:
+        return await self.respond(request.scope, request.receive)
+
+    async def respond(self, scope: Scope, receive: Receive) -> Response:
+        """Read the request (size-capped), build the context, run the pipeline."""
+        rt: Runtime = scope["app"].state.runtime
+        ctx = _context(scope, self.endpoint, self.fmt)
+        try:
+            _check_head(scope)
+            _check_headers(ctx)
+            ctx.raw_body = await _read_body(receive, ctx.headers, self.limit)
+        except GatewayError as refusal:
+            return await refuse(ctx, rt, refusal)
+        return await handle(ctx, rt)
 
 
 def install(app: FastAPI, settings: Settings) -> None:
     """Mount the proxy routes (the runtime comes from runtime_lifespan)."""
     limit = settings.server.max_body_bytes
-
-    def route(endpoint: str, fmt: ClientFormat) -> Callable[[Request], Awaitable[Response]]:
-        async def proxied(request: Request) -> Response:
-            return await _proxy(request, endpoint, fmt, limit)
-
-        return proxied
-
-    app.router.add_route("/v1/messages", route("/v1/messages", "anthropic"), ["POST"])
-    count = "/v1/messages/count_tokens"
-    app.router.add_route(count, route(count, "anthropic"), ["POST"])
-    chat = "/v1/chat/completions"
-    app.router.add_route(chat, route(chat, "openai"), ["POST"])
+    for path, fmt in _PROXY_ROUTES.items():
+        app.router.add_route(path, ProxyEndpoint(path, fmt, limit).handle, ["POST"])
     app.router.add_route("/v1/models", _models, ["GET"])
 
 
@@ -87,27 +106,31 @@ def _freeze_startup_objects() -> None:
     gc.freeze()  # costs ~0.1 s per start, which the test suite would pay hundreds of times)
 
 
-def _context(request: Request, endpoint: str, fmt: ClientFormat) -> RequestContext:
+def _context(scope: Scope, endpoint: str, fmt: ClientFormat) -> RequestContext:
+    """The context of a request, from the ASGI scope (no Starlette Request: this runs on
+    every proxied request, and its lazy Headers/URL objects cost more than this loop)."""
     headers: dict[str, str] = {}
-    for raw_name, raw_value in request.headers.raw:
+    skill_header: list[str] = []
+    for raw_name, raw_value in scope["headers"]:
         name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
         headers[name] = f"{headers[name]},{value}" if name in headers else value
-    ctx = RequestContext(
+        if name == "x-skill":
+            skill_header.append(value)
+    return RequestContext(
         request_id="req_" + secrets.token_hex(12),
         endpoint=endpoint,
         client_format=fmt,
         headers=headers,
         raw_body=b"",
         wire=wire_for(fmt),
-        query=request.url.query,
-        skill_header=tuple(request.headers.getlist("x-skill")),
+        query=scope.get("query_string", b"").decode("latin-1"),
+        skill_header=tuple(skill_header),
         session_id=headers.get("x-claude-code-session-id", "")[:128] or None,
     )
-    return ctx
 
 
-def _check_head(request: Request) -> None:
-    extensions = request.scope.get("extensions")
+def _check_head(scope: Scope) -> None:
+    extensions = scope.get("extensions")
     if extensions and BAD_HEAD in extensions:
         reason = str(extensions[BAD_HEAD].get("reason", ""))[:200]
         raise GatewayError("invalid_request", 400, f"malformed request head: {reason}")
@@ -127,8 +150,8 @@ def _check_headers(ctx: RequestContext) -> None:
             )
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
+async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:
+    declared = headers.get("content-length")
     too_large = GatewayError(
         "payload_too_large", 413, f"request body exceeds the gateway's limit of {limit} bytes"
     )
@@ -139,36 +162,26 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise too_large
     parts: list[bytes] = []
     size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise too_large  # stop reading: the rest is never buffered
-            parts.append(chunk)
-    except ClientDisconnect:
-        raise GatewayError("invalid_request", 400, "client disconnected mid-body") from None
-    return b"".join(parts)
-
-
-async def _proxy(request: Request, endpoint: str, fmt: ClientFormat, limit: int) -> Response:
-    rt: Runtime = request.app.state.runtime
-    ctx = _context(request, endpoint, fmt)
-    try:
-        _check_head(request)
-        _check_headers(ctx)
-        ctx.raw_body = await _read_body(request, limit)
-    except GatewayError as refusal:
-        return await refuse(ctx, rt, refusal)
-    return await handle(ctx, rt)
+    while True:  # bounded: the server ends the body with more_body False, or disconnects
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise GatewayError("invalid_request", 400, "client disconnected mid-body")
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large  # stop reading: the rest is never buffered
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 async def _models(request: Request) -> Response:
     """The models the consumer may use, in the format the client speaks."""
     rt: Runtime = request.app.state.runtime
     fmt: ClientFormat = "anthropic" if "anthropic-version" in request.headers else "openai"
-    ctx = _context(request, "/v1/models", fmt)
+    ctx = _context(request.scope, "/v1/models", fmt)
     try:
-        _check_head(request)
+        _check_head(request.scope)
         _check_headers(ctx)
         await authenticate(ctx, rt)
         body = await list_models(ctx, rt)

@@ -34,7 +34,7 @@ StartGateway = Callable[..., str]
 class ServerThread:
     """One uvicorn server on an already-bound socket (no port race), in its own thread."""
 
-    def __init__(self, app: Any, *, host: str = "127.0.0.1") -> None:
+    def __init__(self, app: Any, *, host: str = "127.0.0.1", **config: Any) -> None:
         # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted sockets only for that
         # proto, and without it Nagle + delayed ACK add ~40 ms to every response.
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -43,7 +43,7 @@ class ServerThread:
         self.port: int = self.sock.getsockname()[1]
         self.url = f"http://{host}:{self.port}"
         # The stack `skillwarden serve` runs: uvloop, GatewayHttpProtocol, no proxy headers.
-        self.config = server_config(app)
+        self.config = server_config(app, **config)
         self.server = uvicorn.Server(self.config)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name=f"uvicorn-{self.port}", daemon=True)

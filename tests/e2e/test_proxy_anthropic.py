@@ -8,7 +8,9 @@ import anthropic
 import httpx
 import pytest
 
+from gateway.app import create_app
 from gateway.state.keys import open_key_store
+from tests.e2e.conftest import ServerThread
 from tests.e2e.proxy_support import (
     AGENT_KEY,
     MSG,
@@ -18,6 +20,7 @@ from tests.e2e.proxy_support import (
     Stack,
     make_stack,
     stack,
+    stack_settings,
     upstreams,
 )
 from tests.e2e.upstreams import (
@@ -50,6 +53,41 @@ async def test_allowed_tool_call_passes_unchanged(stack: Stack) -> None:
     assert [c["decision"] for c in record.tool_calls] == ["allow"]
     assert record.input_tokens == 42 and record.output_tokens == 17
     assert record.provider == "anthropic" and record.consumer == "e2e-agent"
+
+
+async def test_behind_a_root_path_the_router_route_enforces_the_same(
+    tmp_path: Any, upstreams: Any
+) -> None:
+    # Under a root_path (a proxy in front strips the prefix; uvicorn puts it back in the
+    # scope) the proxy routes go through FastAPI's router, not GatewayApp's fast path: the
+    # same ProxyEndpoint must bind, filter, check and audit alike.
+    ant, oai = upstreams
+    settings = stack_settings(tmp_path, ant.url, oai.url)
+    server = ServerThread(create_app(settings, say=lambda _text: None), root_path="/gw")
+    stack = Stack(server.start(), settings, ant, oai)
+    try:
+        ant.enqueue(json_reply(anthropic_message("Checking.", [CURL])))
+        async with anthropic.AsyncAnthropic(
+            base_url=stack.url,
+            api_key=AGENT_KEY,
+            default_headers={"X-Skill": "code-review"},
+            max_retries=0,
+        ) as sdk:
+            msg = await sdk.messages.create(model="claude-opus-4-8", max_tokens=100, messages=MSG)
+            with pytest.raises(anthropic.PermissionDeniedError, match="unknown skill"):
+                await sdk.messages.create(
+                    model="claude-opus-4-8",
+                    max_tokens=100,
+                    messages=MSG,
+                    extra_headers={"X-Skill": "no-such-skill"},
+                )
+    finally:
+        server.stop()
+    assert [b.type for b in msg.content] == ["text", "text"]  # the Bash call was redacted
+    assert ant.last.headers["x-api-key"] == PROVIDER_KEY
+    first, second = await stack.records(2)
+    assert first.decision == "partial" and first.tool_calls[0]["decision"] == "deny"
+    assert second.decision == "deny" and second.status == 403
 
 
 async def test_denied_tool_call_is_redacted(stack: Stack) -> None:
