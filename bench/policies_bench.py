@@ -14,6 +14,7 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
 
 from policies.enforcer import PolicyEngine
 from policies.paths import Anchors
@@ -33,7 +34,7 @@ BASH = (
     "python scripts/check.py --id {n} > out/report{n}.txt",
     'git diff HEAD~{n} -- src && git show HEAD:src/a{n}.py | grep -n "def "',
 )
-OTHER = (
+OTHER: tuple[tuple[str, Callable[[int], dict[str, object]]], ...] = (
     ("Read", lambda n: {"file_path": f"/work/proj/src/pkg/m{n}.py"}),
     ("Edit", lambda n: {"file_path": f"/work/proj/out/r{n}.md", "old_string": "a"}),
     ("WebFetch", lambda n: {"url": f"https://api{n}.example.com/v1", "prompt": "p"}),
