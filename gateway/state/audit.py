@@ -74,9 +74,11 @@ def _now() -> datetime:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuditRecord:
-    """One request or tool-call check. There is deliberately no field for headers or bodies:
-    secrets cannot reach the audit log through this type. `prev_hash`/`hash` are set by the
-    store when the record joins the chain; callers leave them empty."""
+    """One request or tool-call check. There is deliberately no field for headers: secrets
+    cannot reach the audit log through this type. Bodies are there only when the operator
+    turned `audit.store_bodies` on, and then redacted (gateway/pipeline/bodies.py).
+    `prev_hash`/`hash` are set by the store when the record joins the chain; callers leave
+    them empty."""
 
     # Field order is the output column order (jsonl, csv): PRODUCT.md's order, then extras.
     id: str = field(default_factory=new_record_id)
@@ -105,6 +107,12 @@ class AuditRecord:
     upstream_attempts: Sequence[Mapping[str, Any]] = ()
     prev_hash: str = ""
     hash: str = ""
+    # Only with audit.store_bodies (else None, and left out of the stored JSON, so records
+    # without bodies are exactly what they were before these fields existed).
+    request_body: str | None = None
+    request_body_truncated: bool | None = None
+    response_body: str | None = None
+    response_body_truncated: bool | None = None
     # The canonical form split around prev_hash, set by serialise() (the writer's append):
     # serialised once on the request path, where it also validates, and not again in the
     # writer thread, which then only splices the chain head in and hashes. replace() resets it.
@@ -129,9 +137,18 @@ class AuditRecord:
 _DECISIONS = frozenset(get_args(Decision))
 _KINDS = frozenset(get_args(RecordKind))
 _FIELD_NAMES = tuple(f.name for f in fields(AuditRecord) if f.init)
+# Left out of the JSON when None (the stored bodies); every other field is always there.
+_OMITTED_WHEN_NONE = (
+    "request_body",
+    "request_body_truncated",
+    "response_body",
+    "response_body_truncated",
+)
+_ALWAYS = tuple(n for n in _FIELD_NAMES if n not in _OMITTED_WHEN_NONE)
 # Fields on each side of prev_hash in sorted-key order (all ASCII: str order is orjson's).
 _BEFORE_PREV = frozenset(n for n in _FIELD_NAMES if n < "prev_hash")
-assert _BEFORE_PREV and len(_BEFORE_PREV) < len(_FIELD_NAMES) - 2  # both sides non-empty
+# Both sides non-empty in every record, the omitted fields aside.
+assert _BEFORE_PREV and len(_BEFORE_PREV & set(_ALWAYS)) < len(_ALWAYS) - 2
 
 
 def format_ts(ts: datetime) -> str:
@@ -146,8 +163,13 @@ def parse_ts(text: str) -> datetime:
 
 
 def record_to_dict(record: AuditRecord, *, with_hash: bool = True) -> dict[str, Any]:
-    """JSON-ready dict of every field (what `--format jsonl` prints)."""
-    data = {name: getattr(record, name) for name in _FIELD_NAMES}
+    """JSON-ready dict of every field (what `--format jsonl` prints); the body fields only
+    when they are set."""
+    data = {name: getattr(record, name) for name in _ALWAYS}
+    for name in _OMITTED_WHEN_NONE:
+        value = getattr(record, name)
+        if value is not None:
+            data[name] = value
     data["ts"] = format_ts(record.ts)
     for name in (*_STR_LISTS, *_DICT_LISTS):
         data[name] = list(data[name])
