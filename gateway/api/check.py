@@ -4,7 +4,8 @@ Body: {"skill"?, "tool", "input"?, "cwd"?, "project_dir"?, "skill_dir"?, "home"?
 "session_id"?, "tool_use_id"?}. Answer: {"decision", "rule", "reason", "skill",
 "skill_version"}. The same stages as the proxy authenticate the agent key and bind the skill
 (body `skill`, else X-Skill, else the no_skill policy; entitlement checked). Every call,
-refusals included, writes exactly one audit record of kind "tool_check".
+refusals included, writes exactly one audit record of kind "tool_check"; with
+audit.store_bodies it carries the check request and the answer, redacted like the proxy's.
 
 Anchors are the caller's claims, as `cwd` is: the gateway cannot see the agent's machine.
 project_dir defaults to cwd; home and skill_dir are unknown unless sent, and rules or
@@ -29,7 +30,7 @@ from gateway.metrics import record_check
 from gateway.pipeline.authenticate import authenticate
 from gateway.pipeline.bind_skill import bind_skill, parse_skill_header
 from gateway.pipeline.context import RequestContext, ToolCallVerdict
-from gateway.pipeline.finish import audit_record
+from gateway.pipeline.finish import audit_record, with_bodies
 from gateway.pipeline.parse import has_duplicate_keys
 from gateway.pipeline.wire import RequestView
 from gateway.runtime import ResolvedSkill, Runtime
@@ -104,8 +105,7 @@ async def check_tool_call(request: Request) -> Response:
             decision.reason,
         )
     )
-    await _audit(rt, ctx, body)
-    return json_response(
+    response = json_response(
         {
             "decision": "allow" if decision.allow else "deny",
             "rule": decision.rule,
@@ -114,6 +114,8 @@ async def check_tool_call(request: Request) -> Response:
             "skill_version": ctx.skill_version,
         }
     )
+    await _audit(rt, ctx, body, response)
+    return response
 
 
 async def _refuse(
@@ -122,8 +124,9 @@ async def _refuse(
     ctx.status = refusal.status
     rule = f" [rule: {refusal.rule}]" if refusal.rule else ""
     ctx.reasons.append(f"{refusal.code}: {refusal.message}{rule}")
-    await _audit(rt, ctx, body)
-    return admin_error_response(refusal)
+    response = admin_error_response(refusal)
+    await _audit(rt, ctx, body, response)
+    return response
 
 
 def _invalid(message: str, problems: list[Problem] | None = None) -> GatewayError:
@@ -183,8 +186,11 @@ def _decide(resolved: ResolvedSkill, body: dict[str, Any]) -> Decision:
     return Decision(decision.allow, decision.rule or denied_by, decision.reason)
 
 
-async def _audit(rt: Runtime, ctx: RequestContext, body: dict[str, Any]) -> None:
-    """The check's one record: the proxy's record builder, marked as a tool_check."""
+async def _audit(
+    rt: Runtime, ctx: RequestContext, body: dict[str, Any], response: Response
+) -> None:
+    """The check's one record: the proxy's record builder, marked as a tool_check (with the
+    request and the answer when the operator stores bodies)."""
     allowed = ctx.status == 200 and all(v.decision == "allow" for v in ctx.tool_calls)
     record = replace(
         audit_record(ctx),
@@ -196,6 +202,8 @@ async def _audit(rt: Runtime, ctx: RequestContext, body: dict[str, Any]) -> None
     if tool_use_id and record.tool_calls:  # joins the hook's check with the proxy's record
         calls = [{**call, "tool_use_id": tool_use_id} for call in record.tool_calls]
         record = replace(record, tool_calls=calls)
+    if rt.settings.audit.store_bodies:
+        record = with_bodies(record, rt.settings.audit, ctx.raw_body, bytes(response.body))
     record_check(rt, ctx, record.decision)  # source="check"; never raises
     try:
         await rt.audit.append(record)

@@ -15,7 +15,7 @@ from gateway.errors import GatewayError
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.wire import wire_for
 
-__all__ = ["GuardedStream", "error_response", "reply_headers"]
+__all__ = ["GuardedStream", "error_body", "error_response", "reply_headers"]
 
 log = logging.getLogger("skillwarden.proxy")
 # Provider account identifiers are the operator's business, not the agent's.
@@ -30,13 +30,20 @@ def reply_headers(upstream: dict[str, str], ctx: RequestContext) -> dict[str, st
 
 
 def error_response(ctx: RequestContext, refusal: GatewayError) -> Response:
-    """The refusal in the client's own error shape (upstream errors come pre-rendered)."""
-    rendered = getattr(refusal, "rendered", None)
-    if not isinstance(rendered, bytes):
-        wire = ctx.wire or wire_for(ctx.client_format)
-        rendered = wire.error_body(refusal.code, refusal.status, refusal.message)
+    """The refusal in the client's own error shape."""
+    body = error_body(ctx, refusal)
     headers = {**refusal.headers, "x-skillwarden-request-id": ctx.request_id}
-    return Response(rendered, refusal.status, headers, media_type="application/json")
+    return Response(body, refusal.status, headers, media_type="application/json")
+
+
+def error_body(ctx: RequestContext, refusal: GatewayError) -> bytes:
+    """The bytes error_response() answers (upstream errors come pre-rendered); the audit
+    record stores them too when bodies are kept."""
+    rendered = getattr(refusal, "rendered", None)
+    if isinstance(rendered, bytes):
+        return rendered
+    wire = ctx.wire or wire_for(ctx.client_format)
+    return wire.error_body(refusal.code, refusal.status, refusal.message)
 
 
 class GuardedStream(Response):

@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from gateway.errors import GatewayError
 from gateway.formats.canonical import FormatError
+from gateway.pipeline.bodies import StreamTap
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.respond import GuardedStream, reply_headers
 from gateway.pipeline.stream import relay
@@ -22,7 +23,11 @@ from gateway.upstream.client import UpstreamError, UpstreamReply, parse_json_bod
 __all__ = ["enforce_tool_calls"]
 
 _BODY_MAX = 64 * 1024 * 1024
-Finish = Callable[[RequestContext, Runtime, GatewayError | None], Awaitable[None]]
+# finish(ctx, rt, refusal, answer): answer is what the client received, or None when the
+# operator does not store bodies.
+Finish = Callable[
+    [RequestContext, Runtime, GatewayError | None, bytes | StreamTap | None], Awaitable[None]
+]
 
 
 async def enforce_tool_calls(
@@ -30,18 +35,24 @@ async def enforce_tool_calls(
 ) -> Response:
     """The client's response; a stream runs `finish` when it closes, a body before returning."""
     headers = reply_headers(reply.headers, ctx)
+    keep_bodies = rt.settings.audit.store_bodies
     if reply.is_stream:
+        chunks = relay(ctx, reply)
+        # Only with store_bodies: a tap keeps the bytes relayed, after the gate's redaction.
+        tap = StreamTap() if keep_bodies else None
+        if tap is not None:
+            chunks = tap.wrap(chunks)
 
         async def on_close(note: str | None) -> None:
             if note is not None:
                 ctx.reasons.append(note)
             reply.release()
-            await finish(ctx, rt, None)
+            await finish(ctx, rt, None, tap)
 
-        return GuardedStream(relay(ctx, reply), on_close, headers, reply.status)
+        return GuardedStream(chunks, on_close, headers, reply.status)
     body = await _checked_body(ctx, reply)
     ctx.status = reply.status
-    await finish(ctx, rt, None)
+    await finish(ctx, rt, None, body if keep_bodies else None)
     return Response(body, reply.status, headers, media_type="application/json")
 
 
