@@ -189,13 +189,14 @@ async def _verify(url: str) -> VerifyResult:
 
 
 def _csv(records: Sequence[AuditRecord]) -> str:
+    rows = [record_to_dict(record) for record in records]
+    # The stored-body columns appear only when some record has them (audit.store_bodies).
+    columns = list(dict.fromkeys(name for row in rows for name in row))
     out = io.StringIO()
-    writer: Any = None
-    for record in records:
-        row = record_to_dict(record)
-        if writer is None:
-            writer = csv.DictWriter(out, fieldnames=list(row), lineterminator="\n")
-            writer.writeheader()
+    writer = csv.DictWriter(out, fieldnames=columns, restval="", lineterminator="\n")
+    if rows:
+        writer.writeheader()
+    for row in rows:
         # Lists and objects as JSON inside the cell: lossless, and one row per record.
         writer.writerow({k: _cell(v) for k, v in row.items()})
     return out.getvalue()
