@@ -3,11 +3,14 @@ canonical form with and without bodies."""
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import AsyncIterator
 
 import orjson
 import pytest
 
+from gateway.cli_audit import _csv
 from gateway.pipeline.bodies import (
     BODY_CAP,
     REDACTED,
@@ -158,3 +161,12 @@ def test_an_old_record_without_body_fields_still_loads_identically() -> None:
     back = record_from_json(body, linked.hash)
     assert back.request_body is None and back.response_body is None
     assert canonical_bytes(back) == body
+
+
+def test_csv_adds_body_columns_only_when_a_record_has_them() -> None:
+    plain = rec()
+    kept = rec(request_body='{"a":1}', request_body_truncated=False)
+    assert "request_body" not in _csv([plain]).splitlines()[0]
+    rows = list(csv.DictReader(io.StringIO(_csv([plain, kept]))))
+    assert rows[0]["request_body"] == "" and rows[1]["request_body"] == '{"a":1}'
+    assert rows[1]["request_body_truncated"] == "False" and "response_body" not in rows[1]
