@@ -8,10 +8,11 @@ import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from gateway.demo.server import demo_upstream
+from gateway.formats.known_tools import KnownTools
 from gateway.settings import GuardSettings, ProviderSettings, Settings, SkillPolicy
 from gateway.state.audit import AuditStore, open_audit_store
 from gateway.state.counters import Counters, open_counters
@@ -216,6 +217,7 @@ class Runtime:
     breakers: Breakers  # per provider, per process; kept across config reloads
     prices: PriceBook  # cost_usd of audit records
     registry: RegistrySync | None = None  # reload here + notify other replicas after a publish
+    known_tools: KnownTools = field(default_factory=KnownTools)  # tools arrays parsed before
 
 
 @asynccontextmanager

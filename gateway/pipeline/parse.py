@@ -12,7 +12,8 @@ import re
 import orjson
 
 from gateway.errors import GatewayError
-from gateway.formats.canonical import FormatError, Json
+from gateway.formats.canonical import FormatError, Json, RequestView, loads_object
+from gateway.formats.known_tools import KnownTools
 from gateway.pipeline.context import RequestContext
 
 __all__ = ["has_duplicate_keys", "parse_body"]
@@ -20,21 +21,50 @@ __all__ = ["has_duplicate_keys", "parse_body"]
 _SPACE_BEFORE_COLON = re.compile(rb'"[ \t\r\n]+:')
 
 
-def parse_body(ctx: RequestContext) -> None:
+def parse_body(ctx: RequestContext, known: KnownTools) -> None:
     """ctx.request (the format's view) and ctx.model/stream/cwd from the raw body."""
-    assert ctx.wire is not None
-    try:
-        view = ctx.wire.parse_request(ctx.raw_body)
-    except FormatError as exc:
-        raise GatewayError("invalid_request", 400, f"invalid request body: {exc.message}") from None
-    if has_duplicate_keys(ctx.raw_body, view.body):
-        raise GatewayError("invalid_request", 400, "invalid request body: duplicate object keys")
+    view = _parse_around_known_tools(ctx, known) or _parse_whole(ctx, known)
     ctx.request = view
     ctx.body = view.body
     ctx.model = view.model
     ctx.stream = view.stream
     # Relative path rules anchor here: the client's header, else Claude Code's system prompt.
     ctx.cwd = ctx.headers.get("x-project-dir") or view.cwd
+
+
+def _parse_whole(ctx: RequestContext, known: KnownTools) -> RequestView:
+    assert ctx.wire is not None
+    raw = ctx.raw_body
+    try:
+        view = ctx.wire.parse_request(raw)
+    except FormatError as exc:
+        raise GatewayError("invalid_request", 400, f"invalid request body: {exc.message}") from None
+    if _reserialises_to(raw, view.body):  # no duplicates, and its tools array is in raw as is
+        known.remember(raw, view.body.get("tools"))
+    elif has_duplicate_keys(raw, view.body):
+        raise GatewayError("invalid_request", 400, "invalid request body: duplicate object keys")
+    return view
+
+
+def _parse_around_known_tools(ctx: RequestContext, known: KnownTools) -> RequestView | None:
+    """The view of a body holding a tools array seen before, parsing only the rest of it
+    (gateway/formats/known_tools.py); None sends the body down the whole path."""
+    assert ctx.wire is not None
+    found = known.split(ctx.raw_body)
+    if found is None:
+        return None
+    rest, tools = found
+    try:
+        body = loads_object(rest, "request body")
+    except FormatError:
+        return None  # the whole path reports it
+    if body.get("tools") != known.placeholder or has_duplicate_keys(rest, body):
+        return None  # the array was not the top-level tools, or a key repeats
+    body["tools"] = tools  # shared with other requests: never mutated (edits build new lists)
+    try:
+        return ctx.wire.request_view(body)
+    except FormatError as exc:
+        raise GatewayError("invalid_request", 400, f"invalid request body: {exc.message}") from None
 
 
 def has_duplicate_keys(raw: bytes, parsed: Json) -> bool:

@@ -32,7 +32,7 @@ async def handle(ctx: RequestContext, rt: Runtime) -> Response:
     """One proxied request; every exit goes through finish() exactly once."""
     try:
         await authenticate(ctx, rt)  # 401 unauthenticated
-        parse_body(ctx)  # 400 invalid_request: bad input is never forwarded
+        parse_body(ctx, rt.known_tools)  # 400 invalid_request: bad input is never forwarded
         await bind_skill(ctx, rt)  # 403 unknown_skill | skill_not_permitted, 400 bad X-Skill
         guard_prompt(ctx, rt)  # 403 prompt_blocked
         filter_tools(ctx, rt)  # tools the skill may not use leave (403 in reject mode)

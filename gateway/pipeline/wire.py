@@ -42,6 +42,7 @@ class Wire:
     provider_kinds: frozenset[str]  # settings provider types that speak this format
     path_prefix: str  # what the client path loses before it is appended to base_url
     parse_request: Callable[[bytes], RequestView]
+    request_view: Callable[[Json], RequestView]
     edit_tools: Callable[[Json, Collection[str], object], Json]
     parse_response: Callable[[bytes], Json]
     tool_calls: Callable[[Json], tuple[ToolCall, ...]]
@@ -89,6 +90,7 @@ ANTHROPIC = Wire(
     provider_kinds=frozenset({"anthropic"}),
     path_prefix="",
     parse_request=am.parse_request,
+    request_view=am.request_view,
     edit_tools=_edit(am.edit_tools),
     parse_response=am.parse_response,
     tool_calls=am.tool_calls,
@@ -105,6 +107,7 @@ OPENAI = Wire(
     provider_kinds=frozenset({"openai", "openai_compatible"}),
     path_prefix="/v1",
     parse_request=oc.parse_request,
+    request_view=oc.request_view,
     edit_tools=_edit(oc.edit_tools),
     parse_response=oc.parse_response,
     tool_calls=oc.tool_calls,

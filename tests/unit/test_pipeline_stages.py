@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.errors import GatewayError
+from gateway.formats.known_tools import KnownTools
 from gateway.pipeline.authenticate import presented_key
 from gateway.pipeline.bind_skill import parse_skill_header
 from gateway.pipeline.context import RequestContext
@@ -117,10 +118,10 @@ def test_parse_body_sets_cwd_from_header_first() -> None:
     system = "env:\n - Primary working directory: /repo\n"
     body = {"model": "m", "messages": [], "system": system}
     ctx = _ctx(body, {"x-project-dir": "/elsewhere"})
-    parse_body(ctx)
+    parse_body(ctx, KnownTools())
     assert ctx.cwd == "/elsewhere"
     ctx = _ctx(body)
-    parse_body(ctx)
+    parse_body(ctx, KnownTools())
     assert ctx.cwd == "/repo" and ctx.model == "m" and ctx.stream is False
 
 
@@ -129,7 +130,7 @@ def test_parse_body_sets_cwd_from_header_first() -> None:
 )
 def test_parse_body_refuses(raw: bytes) -> None:
     with pytest.raises(GatewayError) as err:
-        parse_body(_ctx(raw))
+        parse_body(_ctx(raw), KnownTools())
     assert (err.value.code, err.value.status) == ("invalid_request", 400)
 
 

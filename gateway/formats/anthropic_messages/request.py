@@ -25,6 +25,7 @@ __all__ = [
     "edit_tools",
     "offered_tools",
     "parse_request",
+    "request_view",
     "tool_choice",
     "with_tools",
     "working_directory",
@@ -42,7 +43,11 @@ _CHOICE_MODES = frozenset({"auto", "any", "none", "tool"})
 
 def parse_request(raw: bytes) -> RequestView:
     """Parse and validate a /v1/messages (or count_tokens) body; FormatError when malformed."""
-    body = loads_object(raw, "request body")
+    return request_view(loads_object(raw, "request body"))
+
+
+def request_view(body: Json) -> RequestView:
+    """The view of a parsed request body; FormatError when malformed."""
     model = body.get("model")
     if not isinstance(model, str):
         raise FormatError("'model' must be a string")

@@ -30,6 +30,7 @@ __all__ = [
     "edit_tools",
     "offered_tools",
     "parse_request",
+    "request_view",
     "tool_choice",
     "with_include_usage",
     "with_tools",
@@ -43,7 +44,11 @@ _TOOL_TYPES = frozenset({"function", "custom"})
 
 def parse_request(raw: bytes) -> RequestView:
     """Parse and validate a /v1/chat/completions body; FormatError when malformed."""
-    body = loads_object(raw, "request body")
+    return request_view(loads_object(raw, "request body"))
+
+
+def request_view(body: Json) -> RequestView:
+    """The view of a parsed request body; FormatError when malformed."""
     model = body.get("model")
     if not isinstance(model, str):
         raise FormatError("'model' must be a string")
