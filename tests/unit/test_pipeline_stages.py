@@ -20,7 +20,7 @@ from gateway.pipeline.guard import guard_prompt, guarded_texts
 from gateway.pipeline.parse import has_duplicate_keys, parse_body
 from gateway.pipeline.wire import ANTHROPIC
 from gateway.runtime import CompiledGuard
-from gateway.settings import GuardSettings
+from gateway.settings import GuardSettings, Settings
 from gateway.state.audit import AuditRecord
 from gateway.upstream.cost import PriceBook
 
@@ -214,6 +214,7 @@ class _FinishRt:
     def __init__(self) -> None:
         self.audit = _Audit()
         self.prices = PriceBook({})  # finish prices the request (nothing configured here)
+        self.settings = Settings()  # finish reads audit.store_bodies (off by default)
 
 
 async def test_finish_writes_one_record() -> None:
