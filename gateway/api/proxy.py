@@ -188,6 +188,6 @@ async def _models(request: Request) -> Response:
     except GatewayError as refusal:
         return await refuse(ctx, rt, refusal)
     ctx.status = 200
-    await finish(ctx, rt, None)
+    await finish(ctx, rt, None, body if rt.settings.audit.store_bodies else None)
     headers = {"x-skillwarden-request-id": ctx.request_id}
     return Response(body, 200, headers, media_type="application/json")

@@ -224,6 +224,16 @@ async def test_error_answers_are_stored(keeping: Stack, recorder: Recorder) -> N
     await _verified(keeping)
 
 
+async def test_the_models_list_is_stored_as_answered(keeping: Stack, recorder: Recorder) -> None:
+    async with _oai(keeping, recorder) as sdk:
+        listed = [m.id async for m in sdk.models.list()]
+    (record,) = await keeping.records(1)
+    assert record.endpoint == "/v1/models" and listed
+    assert record.response_body == bytes(recorder.received[-1]).decode()
+    assert all(model in (record.response_body or "") for model in listed)
+    await _verified(keeping)
+
+
 async def test_oversized_bodies_are_cut_and_flagged(keeping: Stack, recorder: Recorder) -> None:
     big = "word " * (BODY_CAP // 4)  # > BODY_CAP characters each way
     keeping.ant.enqueue(json_reply(anthropic_message(big)))
