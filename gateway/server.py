@@ -41,7 +41,7 @@ import asyncio
 import copy
 import json
 import sys
-from typing import Any
+from typing import Any, cast
 
 import httptools
 import uvicorn
@@ -52,15 +52,21 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 
 from gateway.api.proxy import BAD_HEAD, EDGE_ROUTES
+from gateway.coalesced_writes import CoalescedWrites
 from gateway.settings import Settings
 
 __all__ = ["GatewayHttpProtocol", "server_config", "serve_options"]
 
 
 class GatewayHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol; a request llhttp refuses is answered in JSON (see above)."""
+    """uvicorn's httptools protocol; a request llhttp refuses is answered in JSON (see above),
+    and the writes of one event-loop tick are sent together."""
 
     _refused = False  # a class default: no per-connection cost
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        # A response's head and body leave in one send() (gateway/coalesced_writes.py).
+        super().connection_made(cast(asyncio.Transport, CoalescedWrites(transport, self.loop)))
 
     def send_400_response(self, msg: str) -> None:
         # uvicorn calls this from data_received's `except HttpParserError` block, so the
