@@ -1,8 +1,9 @@
 """The bench's baseline: a bare forwarder on the gateway's server stack, in its own process.
 
-A plain ASGI app under uvicorn (uvloop, httptools): reads the body, forwards it with one
-pooled aiohttp session to the upstream, and streams the reply back chunk by chunk. No auth,
-no parsing, no policy, no audit: what any proxy on this stack costs at the least.
+A plain ASGI app on the gateway's server stack (bench/serve.py: uvicorn, uvloop, httptools):
+reads the body, forwards it with one pooled aiohttp session to the upstream, and streams the
+reply back chunk by chunk. No auth, no parsing, no policy, no audit: what any proxy on this
+stack costs at the least.
 
     python -m bench.bare_forwarder <upstream_url>   # prints "PORT <n>"
 """

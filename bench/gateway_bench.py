@@ -5,12 +5,14 @@
     .venv/bin/python -m bench.gateway_bench --only gateway     (without the budget stage)
 
 Three child processes on loopback: bench/fast_upstream.py, bench/bare_forwarder.py and the
-gateway (create_app under uvicorn + uvloop + httptools; SQLite registry, keys and audit in a
-temp dir; sample skills published; the bootstrap's agent key). The load generator is an
-aiohttp client in this process. CPU per request is the server process's utime+stime delta
-(/proc/<pid>/stat, every thread: the audit writer's SQLite thread counts) over the requests
-it completed. The machine's cores are shared by the load generator, upstream and server, so
-req/s is a floor; CPU per request is the figure the targets are about.
+gateway (create_app; SQLite registry, keys and audit in a temp dir; sample skills published;
+the bootstrap's agent key). Gateway and bare forwarder run on the same server stack, the one
+`skillwarden serve` runs (bench/serve.py: uvicorn + uvloop + httptools, gateway/server.py).
+The load generator is an aiohttp client in this process. CPU per request is the server
+process's utime+stime delta (/proc/<pid>/stat, every thread: the audit writer's SQLite thread
+counts) over the requests it completed. The machine's cores are shared by the load
+generator, upstream and server, so req/s is a floor; CPU per request is the figure the
+targets are about.
 The budget stage (issue 5) runs three more gateways, without budgets, with in-process and
 with Redis counters: see bench/budget_variants.py.
 Figures also go to bench/results/latest.json (a partial run keeps the other part's figures).

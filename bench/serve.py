@@ -38,18 +38,14 @@ def bound_socket() -> socket.socket:
 
 
 def serve_asgi(app: Any) -> None:
-    """The stack `skillwarden serve` runs: uvicorn, uvloop, httptools; no access log.
-    Prints the port once bound; the parent polls until the server answers."""
+    """The stack `skillwarden serve` runs (gateway/server.py: uvicorn, uvloop, httptools with
+    the gateway's protocol, no proxy headers), without access log. The bare forwarder runs on
+    it too: both sides of a ratio share one server stack. Prints the port once bound; the
+    parent polls until the server answers."""
+    from gateway.server import server_config
+
     sock = bound_socket()
-    config = uvicorn.Config(
-        app,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        log_level="warning",
-        access_log=False,
-        server_header=False,
-    )
+    config = server_config(app, access_log=False)
     print(f"PORT {sock.getsockname()[1]}", flush=True)
     uvicorn.Server(config).run(sockets=[sock])
 
