@@ -8,8 +8,8 @@ models, no middleware: gateway/api/dispatch.py); GET /v1/models is a plain FastA
 from __future__ import annotations
 
 import gc
+import random
 import re
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -117,7 +117,7 @@ def _context(scope: Scope, endpoint: str, fmt: ClientFormat) -> RequestContext:
         if name == "x-skill":
             skill_header.append(value)
     return RequestContext(
-        request_id="req_" + secrets.token_hex(12),
+        request_id=f"req_{random.getrandbits(96):024x}",  # a name, not a secret: no syscall
         endpoint=endpoint,
         client_format=fmt,
         headers=headers,

@@ -8,7 +8,7 @@ are exactly the bytes that were hashed. Backends: audit_sqlite.py, audit_postgre
 from __future__ import annotations
 
 import hashlib
-import os
+import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -44,9 +44,6 @@ RecordKind = Literal["request", "tool_check"]
 
 # prev_hash of the first record: a fixed value, so deleting the first record is detectable.
 GENESIS_HASH = "0" * 64
-# Always with microseconds and Z: one datetime has exactly one text form (stable hashes), and
-# the text sorts chronologically (SQLite compares it as a string).
-_TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _STR_LISTS = ("reasons", "tools_offered", "tools_removed")
 _DICT_LISTS = ("tool_calls", "upstream_attempts")
 
@@ -64,8 +61,10 @@ def new_record_id() -> str:
     """32 hex digits: Unix time in milliseconds, then 80 random bits. Time-ordered (as a
     UUIDv7), so each new id lands at the end of the stores' unique index on id, not on a
     random page of it: an SQLite audit insert cost ~2.5x more CPU with uuid4 ids
-    (22 vs 9 us per record at 100,000 rows)."""
-    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
+    (22 vs 9 us per record at 100,000 rows). An id names a record, it guards nothing: the
+    bits come from `random` (seeded from os.urandom, reseeded in forked children), not a
+    getrandom() syscall per record."""
+    return f"{time.time_ns() // 1_000_000:012x}{random.getrandbits(80):020x}"
 
 
 def _now() -> datetime:
@@ -152,8 +151,11 @@ assert _BEFORE_PREV and len(_BEFORE_PREV & set(_ALWAYS)) < len(_ALWAYS) - 2
 
 
 def format_ts(ts: datetime) -> str:
-    """The one text form of a timestamp in the audit log (UTC, microseconds, Z)."""
-    return ts.astimezone(UTC).strftime(_TS_FORMAT)
+    """The one text form of a timestamp in the audit log, e.g. 2026-05-01T12:00:00.000000Z.
+    Always UTC, microseconds and Z: one datetime has exactly one text form (stable hashes),
+    and the text sorts chronologically (SQLite compares it as a string). isoformat, not
+    strftime: a third cheaper, and it pads the year to four digits as parse_ts wants."""
+    return ts.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_ts(text: str) -> datetime:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 
@@ -16,6 +17,7 @@ from gateway.state.audit import (
     format_ts,
     link,
     new_record_id,
+    parse_ts,
     record_from_json,
     record_to_dict,
 )
@@ -81,3 +83,16 @@ def test_record_ids_are_unique_hex_and_ordered_by_time() -> None:
     stamps = [int(i[:12], 16) for i in ids]
     assert stamps == sorted(stamps) and before <= stamps[0] and stamps[-1] <= after
     assert rec().id[:12] >= ids[-1][:12]  # records take their id from the same source
+
+
+def test_timestamps_have_one_text_form() -> None:
+    rng = random.Random(7)
+    start = datetime(1000, 1, 1, tzinfo=UTC)
+    for _ in range(2000):
+        ts = start + timedelta(microseconds=rng.randrange(9 * 10**16))
+        assert format_ts(ts) == ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        assert parse_ts(format_ts(ts)) == ts
+    whole_second = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    assert format_ts(whole_second) == "2026-05-01T12:00:00.000000Z"
+    berlin = timezone(timedelta(hours=1))
+    assert format_ts(datetime(2026, 5, 1, 13, tzinfo=berlin)) == "2026-05-01T12:00:00.000000Z"
