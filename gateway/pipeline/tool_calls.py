@@ -60,10 +60,10 @@ async def _checked_body(ctx: RequestContext, reply: UpstreamReply) -> bytes:
     assert ctx.wire is not None and ctx.resolved is not None
     try:
         raw = await reply.read_body(_BODY_MAX)
-        parse_json_body(reply, raw)  # HTML or malformed JSON: 502
+        parsed = parse_json_body(reply, raw)  # HTML or malformed JSON: 502
         if ctx.endpoint.endswith("/count_tokens"):
             return raw  # token counts carry no tool call
-        body = ctx.wire.parse_response(raw)
+        body = ctx.wire.check_response(parsed)
     except UpstreamError as exc:
         raise GatewayError("api_error", 502, f"provider '{exc.provider}': {exc.detail}") from None
     except FormatError as exc:

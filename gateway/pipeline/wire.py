@@ -44,7 +44,7 @@ class Wire:
     parse_request: Callable[[bytes], RequestView]
     request_view: Callable[[Json], RequestView]
     edit_tools: Callable[[Json, Collection[str], object], Json]
-    parse_response: Callable[[bytes], Json]
+    check_response: Callable[[object], Json]
     tool_calls: Callable[[Json], tuple[ToolCall, ...]]
     apply_verdicts: Callable[[Json, Sequence[Verdict]], bytes]
     usage: Callable[[Json], Usage]
@@ -92,7 +92,7 @@ ANTHROPIC = Wire(
     parse_request=am.parse_request,
     request_view=am.request_view,
     edit_tools=_edit(am.edit_tools),
-    parse_response=am.parse_response,
+    check_response=am.check_response,
     tool_calls=am.tool_calls,
     apply_verdicts=am.apply_verdicts,
     usage=am.usage,
@@ -109,7 +109,7 @@ OPENAI = Wire(
     parse_request=oc.parse_request,
     request_view=oc.request_view,
     edit_tools=_edit(oc.edit_tools),
-    parse_response=oc.parse_response,
+    check_response=oc.check_response,
     tool_calls=oc.tool_calls,
     apply_verdicts=oc.apply_verdicts,
     usage=oc.usage,

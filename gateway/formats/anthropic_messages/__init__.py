@@ -18,6 +18,7 @@ from gateway.formats.anthropic_messages.request import (
 )
 from gateway.formats.anthropic_messages.response import (
     apply_verdicts,
+    check_response,
     parse_response,
     tool_calls,
     usage,
@@ -34,6 +35,7 @@ __all__ = [
     "offered_tools",
     "parse_request",
     "request_view",
+    "check_response",
     "parse_response",
     "rerender_upstream_error",
     "stream_error_event",

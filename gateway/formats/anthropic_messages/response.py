@@ -22,6 +22,7 @@ __all__ = [
     "apply_verdicts",
     "block_tool_call",
     "is_tool_call_block",
+    "check_response",
     "parse_response",
     "tool_calls",
     "usage",
@@ -33,7 +34,13 @@ _PASSIVE = frozenset({"text", "thinking", "redacted_thinking", "container_upload
 
 def parse_response(raw: bytes) -> Json:
     """Parse a message body and check its content blocks; FormatError when malformed."""
-    body = loads_object(raw, "upstream response")
+    return check_response(loads_object(raw, "upstream response"))
+
+
+def check_response(body: object) -> Json:
+    """parse_response() of a body already parsed; FormatError when malformed."""
+    if not isinstance(body, dict):
+        raise FormatError("upstream response must be a JSON object")
     content = body.get("content")
     if not isinstance(content, list):
         raise FormatError("upstream response has no 'content' list")

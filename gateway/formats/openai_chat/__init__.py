@@ -20,6 +20,7 @@ from gateway.formats.openai_chat.request import (
 from gateway.formats.openai_chat.response import (
     LEGACY_INDEX,
     apply_verdicts,
+    check_response,
     parse_response,
     tool_calls,
     usage,
@@ -37,6 +38,7 @@ __all__ = [
     "offered_tools",
     "parse_request",
     "request_view",
+    "check_response",
     "parse_response",
     "rerender_upstream_error",
     "stream_error_events",

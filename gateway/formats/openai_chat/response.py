@@ -23,6 +23,7 @@ __all__ = [
     "LEGACY_INDEX",
     "apply_verdicts",
     "make_tool_call",
+    "check_response",
     "parse_response",
     "tool_calls",
     "usage",
@@ -35,7 +36,13 @@ _CALL_FINISH = frozenset({"tool_calls", "function_call"})
 
 def parse_response(raw: bytes) -> Json:
     """Parse a chat.completion body and check its choices; FormatError when malformed."""
-    body = loads_object(raw, "upstream response")
+    return check_response(loads_object(raw, "upstream response"))
+
+
+def check_response(body: object) -> Json:
+    """parse_response() of a body already parsed; FormatError when malformed."""
+    if not isinstance(body, dict):
+        raise FormatError("upstream response must be a JSON object")
     choices = body.get("choices")
     if not isinstance(choices, list):
         raise FormatError("upstream response has no 'choices' list")
