@@ -1,15 +1,16 @@
 """The budget stage in the gateway bench (issue 5 "Speed"): three gateways side by side.
 
-    .venv/bin/python -m bench.gateway_bench --only budgets      (about 50 s)
+    .venv/bin/python -m bench.gateway_bench --only budgets      (about 80 s)
 
 One upstream, three gateway processes with the same sample skills: no budget, and
 code-review budgeted (serve.BENCH_BUDGETS, never refusing, so reserve and settle run on every
 request) with in-process counters and with Redis counters. The chat 1KB load at 1 and 32
-connections; for each concurrency, ROUNDS rounds of none, memory, redis back to back, so the
-three of a round share the machine's noise (another bench may be running). Redis round trips
-per request: INFO commandstats `evalsha` delta over each measured run (one reserve + one settle
-= 2; another client's EVALSHA on the shared server would show up too), and every command on the
-gateway's connections under MONITOR in a separate short run (round_trips()).
+connections; for each concurrency, ROUNDS rounds of none, memory, redis back to back (each
+round starting with the next variant), so the three of a round share the machine's noise.
+Redis round trips per request: INFO commandstats `evalsha` delta over each measured run (one
+reserve + one settle = 2; another client's EVALSHA on the shared server would show up too),
+and every command on the gateway's connections under MONITOR in a separate short run
+(round_trips()).
 The keys live under a random prefix and are deleted at the end.
 """
 
@@ -34,7 +35,7 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 VARIANTS = ("none", "memory", "redis")
 CONCURRENCY = (1, 32)
 BOUNDS = {1: (1_500, 4.0), 32: (4_000, 4.0)}  # (max requests, max seconds) per measured run
-ROUNDS = 2
+ROUNDS = 4  # deltas are medians over rounds: one pair of runs drifts by 10-15% here
 ROUND_TRIP_REQUESTS = 300  # per concurrency, under MONITOR
 _MONITOR_LINE = re.compile(r'[\d.]+ \[\d+ (?P<client>\S+)\] "(?P<cmd>[^"]+)"(?P<rest>.*)')
 CPU_TARGET_US = 150.0  # issue 5: Redis reserve + settle add <= 150 us of gateway CPU
@@ -125,7 +126,10 @@ async def bench_budgets(
             await wait_ready(urls[name] + "/healthz", child)
         for conc in CONCURRENCY:
             for rnd in range(1, ROUNDS + 1):
-                for name, child in gateways.items():
+                # Each round starts with another variant: no variant always runs last.
+                names = list(gateways)
+                names = names[rnd % len(names) :] + names[: rnd % len(names)]
+                for name, child in ((n, gateways[n]) for n in names):
                     keyed = Load(
                         load.path, load.body, {**load.headers, "x-api-key": child.values["KEY"]}
                     )
@@ -160,9 +164,9 @@ async def bench_budgets(
 
 
 def summary(rows: list[dict[str, Any]], trips: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Per concurrency: each variant's mean CPU/req over the rounds, the deltas against no
-    budget (computed per round, so each delta compares runs that were close in time), their
-    spread (min..max over rounds), and Redis round trips per request."""
+    """Per concurrency: the deltas of each variant's CPU/req against no budget, computed per
+    round (each compares runs close in time), their median and spread (min..max over
+    rounds), and Redis round trips per request."""
     out: dict[str, Any] = {"deltas": [], "targets": []}
     for conc in CONCURRENCY:
         cpu: dict[tuple[str, int], float] = {
@@ -177,7 +181,7 @@ def summary(rows: list[dict[str, Any]], trips: dict[str, dict[str, Any]]) -> dic
                 {
                     "concurrency": conc,
                     "delta": f"{variant} - none",
-                    "cpu_us_per_req": statistics.mean(d),
+                    "cpu_us_per_req": statistics.median(d),
                     "spread": [min(d), max(d)],
                 }
             )
@@ -202,7 +206,7 @@ def summary(rows: list[dict[str, Any]], trips: dict[str, dict[str, Any]]) -> dic
 
 
 def print_summary(result: dict[str, Any]) -> None:
-    print("\nBudget stage, gateway CPU/req deltas (mean of rounds; min..max over rounds):")
+    print("\nBudget stage, gateway CPU/req deltas (median of rounds; min..max over rounds):")
     for d in result["deltas"]:
         lo, hi = d["spread"]
         print(
