@@ -11,6 +11,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.errors import GatewayError
 from gateway.formats.canonical import ToolChoiceEdit
@@ -147,3 +149,40 @@ def test_the_cache_is_bounded() -> None:
         _warm(known, body)
     assert known.split(orjson.dumps(bodies[0])) is None  # the oldest went
     assert all(known.split(orjson.dumps(b)) is not None for b in bodies[1:])
+
+
+# -- property: with the cache warm, every body gets exactly the answer a cold parse gives ----
+_KNOWN = orjson.dumps(TOOLS)
+_SMALL = orjson.dumps(TOOLS[:1])
+_PAIRS = {
+    "model": b'"model":"claude-opus-4-8"',
+    "messages": b'"messages":[{"role":"user","content":"hi"}]',
+    "nested": b'"messages":[{"role":"user","content":[{"type":"text","text":"x","tools":'
+    + _KNOWN
+    + b"}]}]",
+    "known": b'"tools":' + _KNOWN,
+    "other": b'"tools":' + orjson.dumps(OTHER_TOOLS),
+    "small": b'"tools":' + _SMALL,
+    "string": b'"tools":"' + b"\\u0000skillwarden-known-tools-" + b"0" * 32 + b'"',
+    "spaced": b'"tools" : ' + _KNOWN,
+    "max": b'"max_tokens":100',
+    "dup_model": b'"model":"other"',
+}
+
+
+def _outcome(raw: bytes, known: KnownTools) -> tuple[str, object]:
+    try:
+        ctx = _parsed(raw, known)
+    except GatewayError as exc:
+        return ("refused", exc.message)
+    assert ctx.request is not None
+    return ("parsed", (ctx.body, [t.name for t in ctx.request.tools], ctx.model, ctx.cwd))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(sorted(_PAIRS)), min_size=1, max_size=6))
+def test_warm_and_cold_parses_agree(keys: list[str]) -> None:
+    raw = b"{" + b",".join(_PAIRS[k] for k in keys) + b"}"
+    warm = KnownTools()
+    _warm(warm)
+    assert _outcome(raw, warm) == _outcome(raw, KnownTools())
