@@ -22,7 +22,9 @@ Why the substitution cannot change what the gateway judges:
 from __future__ import annotations
 
 import secrets
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -37,10 +39,22 @@ _MAX_MATCHES_TRIED = 4  # `"tools":[` occurrences looked at per body (nested one
 class KnownTools:
     """A small LRU of verified tools arrays, indexed by their first bytes."""
 
-    def __init__(self, *, max_entries: int = 8, min_bytes: int = 4096) -> None:
+    def __init__(
+        self,
+        *,
+        max_entries: int = 8,
+        min_bytes: int = 4096,
+        attempt_every_s: float = 0.1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._max = max_entries
         self._min = min_bytes  # smaller arrays cost less to parse than to look up
         self._entries: OrderedDict[bytes, tuple[bytes, list[Any]]] = OrderedDict()
+        # remember() serialises and copies the array (~100 us for Claude Code's): a client
+        # whose big tools array changes on every request must not pay that every time.
+        self._attempt_every_s = attempt_every_s
+        self._clock = clock
+        self._next_attempt = 0.0
         self.placeholder = "\x00skillwarden-known-tools-" + secrets.token_hex(16)
         self._placeholder_json = orjson.dumps(self.placeholder)
 
@@ -70,6 +84,10 @@ class KnownTools:
         serialisation is in it); later bodies repeating the array skip it."""
         if not isinstance(tools, list) or len(raw) < self._min:
             return
+        now = self._clock()
+        if now < self._next_attempt:
+            return
+        self._next_attempt = now + self._attempt_every_s
         try:
             segment = orjson.dumps(tools)
         except orjson.JSONEncodeError:

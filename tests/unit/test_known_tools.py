@@ -142,8 +142,21 @@ def test_openai_bodies_use_it_too() -> None:
     assert ctx.request is not None and [t.name for t in ctx.request.tools][:2] == ["f0", "f1"]
 
 
+def test_remembering_is_rate_limited() -> None:
+    now = [100.0]
+    known = KnownTools(attempt_every_s=1.0, clock=lambda: now[0])
+    other = {**TURN1, "tools": OTHER_TOOLS}
+    _warm(known, other)  # remembered: the first attempt
+    _warm(known)  # within the second: not even tried (a client changing its array each time)
+    assert known.split(orjson.dumps(TURN1)) is None
+    now[0] += 1.0
+    _warm(known)
+    assert known.split(orjson.dumps(TURN1)) is not None
+    assert known.split(orjson.dumps(other)) is not None
+
+
 def test_the_cache_is_bounded() -> None:
-    known = KnownTools(max_entries=2)
+    known = KnownTools(max_entries=2, attempt_every_s=0.0)
     bodies = [{**TURN1, "tools": [{**TOOLS[0], "name": f"T{i}"}, *TOOLS[1:]]} for i in range(3)]
     for body in bodies:
         _warm(known, body)
