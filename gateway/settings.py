@@ -6,7 +6,6 @@ This is the only module that reads the process environment; everything else rece
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -22,6 +21,7 @@ from pydantic import (
 )
 from pydantic import model_validator as _model_validator
 
+from gateway.patterns import PatternError, compile_pattern
 from gateway.settings_source import (
     CONFIG_ENV,
     deep_merge,
@@ -57,11 +57,12 @@ class ConfigInvalid(Exception):
 
 
 def _compile_regex(pattern: str) -> str:
-    # Compiled at load so a bad pattern is a config problem, not a runtime 500.
+    # Compiled at load, with the engine that runs it (RE2), so a pattern it cannot run is a
+    # config problem with a reason, not a runtime 500.
     try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression: {exc}") from None
+        compile_pattern(pattern)
+    except PatternError as exc:
+        raise ValueError(str(exc)) from None
     return pattern
 
 

@@ -161,3 +161,22 @@ def test_config_check_lists_every_problem(tmp_path: Path) -> None:
 def test_help_shows_an_example(command: tuple[str, ...]) -> None:
     code, out = sw(*command, "--help")
     assert code == 0 and "Example: skillwarden" in out, out
+
+
+def test_config_check_explains_patterns_re2_cannot_run(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "guard: {deny: ['(?i)ignore(?! this)', '(a+)+$']}\naudit: {redact: ['(\\d)\\1']}\n",
+        encoding="utf-8",
+    )
+    code, out = sw("config", "check", bad, "--json")
+    problems = orjson.loads(out)["problems"]
+    assert code == 1
+    assert [(p["field"], p["value"]) for p in problems] == [
+        ("guard.deny.0", "(?i)ignore(?! this)"),
+        ("audit.redact.0", "(\\d)\\1"),
+    ]
+    assert problems[0]["rule"].startswith("lookahead is not supported (patterns run on RE2")
+    assert problems[1]["rule"].startswith("backreferences are not supported")
+    code, out = sw("config", "check", bad)
+    assert code == 1 and "2 problem(s)" in out and "lookahead is not supported" in out

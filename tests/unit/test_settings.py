@@ -213,3 +213,30 @@ def test_default_max_tokens_per_skill(tmp_path: Path) -> None:
     assert Settings().default_max_tokens("x") == 4096
     bad = write(tmp_path, "skills: {a: {default_max_tokens: 0}}\n")
     assert [f for f, _, _ in problems_of(bad)] == ["skills.a.default_max_tokens"]
+
+
+def test_patterns_re2_cannot_run_are_all_refused_at_load(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "guard: {deny: ['secret(?=\\d)', ok]}\n"
+        "skills:\n  code-review: {guard: {allow: ['(\\w)\\1']}}\n"
+        "audit: {redact: ['(?<=key=)\\w+']}\n",
+    )
+    found = problems_of(path, {"SKILLWARDEN_GUARD__ALLOW": '["(?>a+)b"]'})
+    why = "(patterns run on RE2, linear time)"
+    assert sorted(found) == sorted(
+        [
+            (
+                "guard.allow.0 (from SKILLWARDEN_GUARD__ALLOW)",
+                f"atomic groups are not supported {why}",
+                "(?>a+)b",
+            ),
+            ("guard.deny.0", f"lookahead is not supported {why}", "secret(?=\\d)"),
+            (
+                "skills.code-review.guard.allow.0",
+                f"backreferences are not supported {why}",
+                "(\\w)\\1",
+            ),
+            ("audit.redact.0", f"lookbehind is not supported {why}", "(?<=key=)\\w+"),
+        ]
+    ), found
