@@ -4,7 +4,6 @@ policy engine, skill cache, key lookups and the compiled per-skill settings."""
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,6 +12,7 @@ from typing import Literal
 
 from gateway.demo.server import demo_upstream
 from gateway.formats.known_tools import KnownTools
+from gateway.patterns import LinearPattern, compile_pattern
 from gateway.settings import GuardSettings, ProviderSettings, Settings, SkillPolicy
 from gateway.state.audit import AuditStore, open_audit_store
 from gateway.state.counters import Counters, open_counters
@@ -45,18 +45,18 @@ _CACHE_MAX = 4096
 
 @dataclass(frozen=True, slots=True)
 class CompiledGuard:
-    """A prompt guard with its patterns compiled once (settings validated them already)."""
+    """A prompt guard with its patterns compiled once, with RE2 (settings validated them)."""
 
-    allow: tuple[re.Pattern[str], ...]
-    deny: tuple[re.Pattern[str], ...]
+    allow: tuple[LinearPattern, ...]
+    deny: tuple[LinearPattern, ...]
     roles: Literal["user", "all"]
     whole_history: bool
 
     @classmethod
     def compile(cls, guard: GuardSettings) -> CompiledGuard:
         return cls(
-            tuple(re.compile(p) for p in guard.allow),
-            tuple(re.compile(p) for p in guard.deny),
+            tuple(compile_pattern(p) for p in guard.allow),
+            tuple(compile_pattern(p) for p in guard.deny),
             guard.roles,
             guard.whole_history,
         )

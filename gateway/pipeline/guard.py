@@ -2,7 +2,9 @@
 
 Which content is checked: the user role's (or every role's, with `roles: all`), in the latest
 such message only unless `whole_history`. Deny patterns refuse on any match; allow patterns,
-when configured, must match the checked content.
+when configured, must match the checked content. Patterns run on RE2 (gateway/patterns.py):
+a search costs time linear in the text, whatever the pattern, so a crafted prompt cannot
+stall the event loop.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Iterator
 
 from gateway.errors import GatewayError
 from gateway.formats.canonical import Json
+from gateway.patterns import encode
 from gateway.pipeline.context import RequestContext
 from gateway.runtime import CompiledGuard, Runtime
 
@@ -25,10 +28,12 @@ def guard_prompt(ctx: RequestContext, rt: Runtime) -> None:
         guards.append((f"skills.{ctx.skill}.guard", ctx.resolved.policy.guard))
     for where, guard in guards:
         if guard.allow or guard.deny:
-            _check(ctx, where, guard, list(guarded_texts(ctx.body, guard)))
+            # Encoded once for all the guard's patterns (RE2 matches UTF-8 bytes).
+            texts = [encode(text) for text in guarded_texts(ctx.body, guard)]
+            _check(ctx, where, guard, texts)
 
 
-def _check(ctx: RequestContext, where: str, guard: CompiledGuard, texts: list[str]) -> None:
+def _check(ctx: RequestContext, where: str, guard: CompiledGuard, texts: list[bytes]) -> None:
     for pattern in guard.deny:
         if any(pattern.search(text) for text in texts):
             raise GatewayError(

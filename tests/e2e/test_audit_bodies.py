@@ -41,7 +41,6 @@ from tests.e2e.upstreams import (
 pytestmark = pytest.mark.e2e
 __all__ = ["make_stack", "stack", "upstreams"]
 
-# \b-anchored: unanchored, the leading run would backtrack over every long word (see docs).
 EMAIL = r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+\.[a-z]{2,}\b"
 KEY = r"\bsk-live-[A-Za-z0-9]+"
 SECRET_MAIL = "alice.secret@example.com"
