@@ -10,12 +10,15 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol, TypedDict, get_args
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict, get_args
 
 import orjson
+
+if TYPE_CHECKING:  # the prune result lives with the prune logic, which imports this module
+    from gateway.state.audit_retention import PruneResult
 
 __all__ = [
     "GENESIS_HASH",
@@ -236,6 +239,9 @@ class VerifyResult:
     checked: int  # records whose link verified before the first break (all of them when ok)
     first_broken_id: str | None = None  # None when ok, or when the break is after the last record
     reason: str | None = None
+    # Set when the walk started from a prune checkpoint instead of GENESIS_HASH.
+    checkpoint_seq: int | None = None
+    pruned_at: datetime | None = None
 
 
 class AuditFlushError(Exception):
@@ -271,7 +277,20 @@ class AuditStore(Protocol):
         """The `limit` newest matching records, oldest first (chain order)."""
 
     async def verify(self) -> VerifyResult:
-        """Walk the whole chain and report the first broken link."""
+        """Walk the whole chain (from the newest prune checkpoint, if any) and report the
+        first broken link."""
+
+    async def prune(
+        self,
+        before: datetime,
+        *,
+        reason: str,
+        dry_run: bool = False,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> PruneResult:
+        """Delete the chain prefix up to the last record older than `before`, in chunks, each
+        one transaction that also writes a checkpoint. on_progress(deleted so far) after each
+        chunk. PruneRefused when the prefix is not intact (rows already missing)."""
 
 
 def open_audit_store(

@@ -8,7 +8,7 @@ does this, so the request path never waits for the database round trip.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +24,8 @@ from gateway.state.audit import (
     record_from_json,
 )
 from gateway.state.audit_chain import ChainVerifier, StoredRow
+from gateway.state.audit_prune_postgres import CHECKPOINT_SCHEMA, newest_checkpoint, prune_postgres
+from gateway.state.audit_retention import PruneResult
 from gateway.state.audit_writer import QueuedAuditWriter, reconcile_retry
 
 __all__ = ["PostgresAuditStore"]
@@ -46,6 +48,7 @@ _SCHEMA = (
         seq BIGINT NOT NULL,
         hash TEXT NOT NULL
     )""",
+    CHECKPOINT_SCHEMA,
 )
 _COLUMNS = "seq, id, ts, kind, skill, decision, body, hash"
 # Replicas starting together would race on CREATE TABLE IF NOT EXISTS (it is not atomic).
@@ -138,10 +141,10 @@ class PostgresAuditStore(QueuedAuditWriter):
         return [record_from_json(body, hash_) for body, hash_ in reversed(rows)]
 
     async def verify(self) -> VerifyResult:
-        verifier = ChainVerifier()
         async with self._pool.connection() as conn, conn.transaction():
-            # One snapshot for the head and every row, however long the walk takes.
+            # One snapshot for the head, the checkpoint and every row, however long the walk.
             await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            verifier = ChainVerifier(await newest_checkpoint(conn))
             cur = await conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1")
             head = await cur.fetchone()
             head_seq, head_hash = head if head is not None else (0, GENESIS_HASH)
@@ -153,6 +156,18 @@ class PostgresAuditStore(QueuedAuditWriter):
                     if not verifier.feed(row):
                         break
         return verifier.result(head_seq, head_hash)
+
+    async def prune(
+        self,
+        before: datetime,
+        *,
+        reason: str,
+        dry_run: bool = False,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> PruneResult:
+        return await prune_postgres(
+            self._pool, before, reason=reason, dry_run=dry_run, on_progress=on_progress
+        )
 
 
 async def _stored_bodies(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from gateway.state.audit import (
@@ -24,6 +24,8 @@ from gateway.state.audit import (
     record_from_json,
 )
 from gateway.state.audit_chain import ChainVerifier, StoredRow
+from gateway.state.audit_prune_sqlite import CHECKPOINT_SCHEMA, newest_checkpoint, prune_sqlite
+from gateway.state.audit_retention import PruneResult
 from gateway.state.audit_writer import QueuedAuditWriter, reconcile_retry
 from skills_registry.store_sqlite import SqliteDatabase, sqlite_path, transaction
 
@@ -49,7 +51,7 @@ CREATE TABLE IF NOT EXISTS audit_head (
     hash TEXT NOT NULL
 );
 INSERT OR IGNORE INTO audit_head (id, seq, hash) VALUES (1, 0, '{GENESIS_HASH}');
-"""
+{CHECKPOINT_SCHEMA}"""
 
 _COLUMNS = "seq, id, ts, kind, skill, decision, body, hash"
 _Row = tuple[int, str, str, str, str | None, str, str, str]
@@ -115,6 +117,23 @@ class SqliteAuditStore(QueuedAuditWriter):
     async def verify(self) -> VerifyResult:
         return await self._reader_db.run(_verify)
 
+    async def prune(
+        self,
+        before: datetime,
+        *,
+        reason: str,
+        dry_run: bool = False,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> PruneResult:
+        return await prune_sqlite(
+            self._writer_db,
+            self._reader_db,
+            before,
+            reason=reason,
+            dry_run=dry_run,
+            on_progress=on_progress,
+        )
+
 
 def _write(conn: sqlite3.Connection, batch: Sequence[AuditRecord], retry: bool) -> None:
     with transaction(conn):  # BEGIN IMMEDIATE: the write lock is the chain-head lock
@@ -147,10 +166,10 @@ def _stored_bodies(conn: sqlite3.Connection, batch: Sequence[AuditRecord]) -> di
 
 
 def _verify(conn: sqlite3.Connection) -> VerifyResult:
-    verifier = ChainVerifier()
-    # One read transaction: the head and the rows come from the same snapshot.
+    # One read transaction: the head, the checkpoint and the rows from the same snapshot.
     conn.execute("BEGIN")
     try:
+        verifier = ChainVerifier(newest_checkpoint(conn))
         head_seq, head_hash = conn.execute(
             "SELECT seq, hash FROM audit_head WHERE id = 1"
         ).fetchone()
