@@ -1,4 +1,5 @@
-"""`skillwarden audit`: read the per-skill audit log, and `audit verify` its hash chain."""
+"""`skillwarden audit`: read the per-skill audit log, `audit verify` its hash chain, and
+`audit prune` records older than N days behind a checkpoint."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from gateway.cli_common import (
     data_dir_override,
     err_console,
     load_cli_settings,
+    print_json,
     redact_url,
     run,
 )
@@ -35,6 +37,7 @@ from gateway.state.audit import (
     open_audit_store,
     record_to_dict,
 )
+from gateway.state.audit_retention import PruneRefused, PruneResult, retention_cutoff
 from skills_registry.store_sqlite import sqlite_path
 
 __all__ = ["audit_app", "parse_since"]
@@ -43,7 +46,8 @@ _EXAMPLES = (
     "Examples:\n\n"
     "skillwarden audit --skill code-review --since 24h --decision deny\n\n"
     "skillwarden audit --since 2026-05-01T00:00:00Z --format jsonl > audit.jsonl\n\n"
-    "skillwarden audit verify"
+    "skillwarden audit verify\n\n"
+    "skillwarden audit prune --older-than-days 90 --dry-run"
 )
 
 audit_app = typer.Typer(
@@ -137,7 +141,7 @@ def verify(
     url = _storage_url(storage, config, data_dir)
     result = run(_verify(url))
     if result.ok:
-        console.print(f"[green]ok[/] {result.checked} record(s), hash chain intact")
+        console.print(f"[green]ok[/] {result.checked} record(s){_from_checkpoint(result)}")
         return
     where = f"record {result.first_broken_id}" if result.first_broken_id else "the end of the log"
     err_console.print(
@@ -145,6 +149,81 @@ def verify(
         f"{escape(result.reason or 'unknown')}"
     )
     raise typer.Exit(1)
+
+
+def _from_checkpoint(result: VerifyResult) -> str:
+    if result.checkpoint_seq is None or result.pruned_at is None:
+        return ", hash chain intact"
+    return (
+        f" verified from the checkpoint at #{result.checkpoint_seq} (records before were"
+        f" pruned on {format_ts(result.pruned_at)[:10]}), hash chain intact"
+    )
+
+
+_PRUNE_EXAMPLES = (
+    "Examples:\n\n"
+    "skillwarden audit prune --older-than-days 90 --dry-run\n\n"
+    "skillwarden audit prune --older-than-days 90 --json --storage postgresql://db/skillwarden"
+)
+
+
+@audit_app.command("prune", epilog=_PRUNE_EXAMPLES)
+def prune(
+    older_than_days: Annotated[
+        int, typer.Option("--older-than-days", min=1, help="Delete records older than N days.")
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only report what would be deleted.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    storage: StorageOpt = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Delete the oldest records (a prefix of the chain) and leave a checkpoint, so `audit
+    verify` still checks every record that remains."""
+    url = _storage_url(storage, config, data_dir)
+    cutoff = retention_cutoff(older_than_days)
+    result = run(_prune(url, cutoff, older_than_days, dry_run))
+    summary = {
+        "dry_run": result.dry_run,
+        "cutoff": format_ts(result.cutoff),
+        "deleted": result.deleted,
+        "chunks": result.chunks,
+        "checkpoint_seq": result.checkpoint_seq,
+        "checkpoint_hash": result.checkpoint_hash,
+    }
+    if as_json:
+        print_json(summary)
+        return
+    title = "audit prune (dry run: nothing deleted)" if dry_run else "audit prune"
+    table = Table(title=title, title_justify="left", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("", overflow="fold")
+    table.add_row("older than", format_ts(result.cutoff)[:19].replace("T", " ") + " UTC")
+    table.add_row("would delete" if dry_run else "deleted", f"{result.deleted} record(s)")
+    table.add_row("transactions", str(result.chunks))
+    cp = "-" if result.checkpoint_seq is None else f"#{result.checkpoint_seq}"
+    table.add_row(
+        "checkpoint", cp + (f"  {result.checkpoint_hash}" if result.checkpoint_hash else "")
+    )
+    console.print(table)
+
+
+async def _prune(url: str, cutoff: datetime, days: int, dry_run: bool) -> PruneResult:
+    def progress(deleted: int) -> None:
+        err_console.print(f"pruned {deleted} record(s)…")
+
+    async with _opened(url) as store:
+        try:
+            return await store.prune(
+                cutoff,
+                reason=f"skillwarden audit prune --older-than-days {days}",
+                dry_run=dry_run,
+                on_progress=progress,
+            )
+        except PruneRefused as exc:
+            raise CliError(f"prune refused: {exc}") from None
 
 
 def _storage_url(storage: str | None, config: Path | None, data_dir: Path | None) -> str:
