@@ -15,6 +15,7 @@ from gateway.formats.known_tools import KnownTools
 from gateway.patterns import LinearPattern, compile_pattern
 from gateway.settings import GuardSettings, ProviderSettings, Settings, SkillPolicy
 from gateway.state.audit import AuditStore, open_audit_store
+from gateway.state.audit_retention import retention
 from gateway.state.counters import Counters, open_counters
 from gateway.state.keys import ApiKey, ApiKeyStore, hash_key
 from gateway.state.notify import RegistrySync, open_notifier, registry_sync
@@ -255,7 +256,10 @@ async def _open_runtime(
     try:
         await upstream.start()
         try:
-            async with registry_sync(notifier, skills.reload, reload_s) as registry:
+            async with (
+                registry_sync(notifier, skills.reload, reload_s) as registry,
+                retention(audit, settings.audit.retention_days),  # prunes off the event loop
+            ):
                 yield Runtime(
                     settings=settings,
                     upstream=upstream,
