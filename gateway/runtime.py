@@ -19,6 +19,7 @@ from gateway.state.audit_retention import retention
 from gateway.state.counters import Counters, open_counters
 from gateway.state.keys import ApiKey, ApiKeyStore, hash_key
 from gateway.state.notify import RegistrySync, open_notifier, registry_sync
+from gateway.state.session_skills import SessionSkills
 from gateway.upstream.breaker import Breakers
 from gateway.upstream.client import ProviderTarget, Timeouts, UpstreamClient
 from gateway.upstream.cost import PriceBook
@@ -219,6 +220,8 @@ class Runtime:
     prices: PriceBook  # cost_usd of audit records
     registry: RegistrySync | None = None  # reload here + notify other replicas after a publish
     known_tools: KnownTools = field(default_factory=KnownTools)  # tools arrays parsed before
+    # The skill each Claude Code session's LLM path bound, for the check API (per process).
+    session_skills: SessionSkills = field(default_factory=SessionSkills)
 
 
 @asynccontextmanager

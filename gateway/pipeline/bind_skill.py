@@ -3,6 +3,11 @@
 Order: the latest `Skill` tool call since the last human turn (Claude Code's custom headers are
 fixed for a session, so only the conversation follows a skill switch), else `X-Skill`, else
 the operator's `no_skill` policy (deny, or a baseline skill).
+
+The binding of a Claude Code session's latest request that offers tools is remembered per
+(consumer, session id) in rt.session_skills, so that POST /v1/tool-calls/check (the
+PreToolUse hook) can follow the skill the model switched to. Requests without tools (the
+session-title and WebFetch side requests) cannot lead to a tool call and change nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from gateway.errors import GatewayError
 from gateway.pipeline.context import RequestContext
 from gateway.runtime import ResolvedSkill, Runtime
 
-__all__ = ["bind_skill", "parse_skill_header"]
+__all__ = ["bind_skill", "choose_skill", "parse_skill_header"]
 
 # Agent Skills names: lowercase letters, digits and single hyphens, at most 64 characters.
 _NAME = r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){0,63}"
@@ -41,6 +46,28 @@ def parse_skill_header(values: list[str]) -> tuple[str, str | None] | None:
 
 
 async def bind_skill(ctx: RequestContext, rt: Runtime) -> None:
+    """The proxy's stage: choose_skill, and remember the outcome for the session."""
+    session = _session_key(ctx)
+    try:
+        await choose_skill(ctx, rt)
+    except GatewayError:
+        if session is not None:  # fail closed: the check must not keep a binding now refused
+            rt.session_skills.forget(*session)
+        raise
+    if session is not None and ctx.resolved is not None:
+        rt.session_skills.record(*session, ctx.resolved.ref, ctx.bound_by)
+
+
+def _session_key(ctx: RequestContext) -> tuple[str, str] | None:
+    """(consumer, session id) when this request's binding is the session's to remember."""
+    if ctx.session_id is None or ctx.consumer is None:
+        return None
+    if ctx.request is None or not ctx.request.tools:
+        return None  # no tools offered: no tool call can follow from this request
+    return ctx.consumer, ctx.session_id
+
+
+async def choose_skill(ctx: RequestContext, rt: Runtime) -> None:
     """Set ctx.resolved, ctx.skill/_version/_digest and ctx.bound_by, or refuse (400/403)."""
     assert ctx.request is not None
     header = parse_skill_header(list(ctx.skill_header))
