@@ -2,8 +2,10 @@
 
 Body: {"skill"?, "tool", "input"?, "cwd"?, "project_dir"?, "skill_dir"?, "home"?,
 "session_id"?, "tool_use_id"?}. Answer: {"decision", "rule", "reason", "skill",
-"skill_version"}. The same stages as the proxy authenticate the agent key and bind the skill
-(body `skill`, else X-Skill, else the no_skill policy; entitlement checked). Every call,
+"skill_version", "bound_by"}. The same stages as the proxy authenticate the agent key and bind
+the skill: body `skill`, else X-Skill, else the skill the proxy last bound on this consumer's
+`session_id` (gateway/state/session_skills.py; the hook sends no skill and follows the
+session), else the no_skill policy; entitlement is checked again each time. Every call,
 refusals included, writes exactly one audit record of kind "tool_check"; with
 audit.store_bodies it carries the check request and the answer, redacted like the proxy's.
 
@@ -18,7 +20,7 @@ import hashlib
 import logging
 import secrets
 from dataclasses import replace
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import orjson
 from fastapi import APIRouter, Request, Response
@@ -28,7 +30,7 @@ from gateway.api.responses import admin_error_response, json_response
 from gateway.errors import GatewayError
 from gateway.metrics import record_check
 from gateway.pipeline.authenticate import authenticate
-from gateway.pipeline.bind_skill import bind_skill, parse_skill_header
+from gateway.pipeline.bind_skill import choose_skill, parse_skill_header
 from gateway.pipeline.context import RequestContext, ToolCallVerdict
 from gateway.pipeline.finish import audit_record, with_bodies
 from gateway.pipeline.parse import has_duplicate_keys
@@ -47,11 +49,13 @@ _ANCHORS = ("cwd", "project_dir", "skill_dir", "home")
 _IDS = ("session_id", "tool_use_id")
 _FIELDS = frozenset(("skill", "tool", "input", *_ANCHORS, *_IDS))
 _MAX_TEXT = 4096
+# How the check chose its skill, beyond what choose_skill reports (header, no_skill_baseline).
+_Source = Literal["check_body", "session"] | None
 
 
 class _NoConversation:
-    """The check API has no conversation to follow: bind_skill reads only `.skill`, so the
-    skill comes from the body (passed as the header value) or X-Skill alone."""
+    """The check API has no conversation to follow: choose_skill reads only `.skill`, so the
+    skill comes from the body, X-Skill or the session, all passed as the header value."""
 
     skill = None
 
@@ -78,22 +82,26 @@ async def check_tool_call(request: Request) -> Response:
         session_id=headers.get("x-claude-code-session-id", "")[:128] or None,
     )
     body: dict[str, Any] = {}
+    source: _Source = None
     try:
         await authenticate(ctx, rt)
         ctx.raw_body = await read_body_capped(request, rt.settings.server.max_body_bytes)
         body = _parse(ctx.raw_body)
         ctx.session_id = body.get("session_id") or ctx.session_id
-        if body.get("skill"):
-            ctx.skill_header = (body["skill"],)  # the body's skill wins over X-Skill
+        source = _skill_source(ctx, rt, body)
         ctx.request = cast(RequestView, _NoConversation())
-        await bind_skill(ctx, rt)
+        try:
+            await choose_skill(ctx, rt)
+        except GatewayError as refusal:
+            raise _with_session(ctx, refusal) if not ctx.skill_header else refusal from None
         assert ctx.resolved is not None
         decision = _decide(ctx.resolved, body)
     except GatewayError as refusal:
-        return await _refuse(rt, ctx, body, refusal)
+        return await _refuse(rt, ctx, body, source, refusal)
     except Exception:
         log.exception("tool-call check %s failed", ctx.request_id)
-        return await _refuse(rt, ctx, body, GatewayError("api_error", 500, "internal error"))
+        error = GatewayError("api_error", 500, "internal error")
+        return await _refuse(rt, ctx, body, source, error)
     ctx.status = 200
     ctx.reasons.append(decision.reason)
     ctx.tool_calls.append(
@@ -112,20 +120,58 @@ async def check_tool_call(request: Request) -> Response:
             "reason": decision.reason,
             "skill": ctx.skill,
             "skill_version": ctx.skill_version,
+            "bound_by": source or ctx.bound_by,
         }
     )
-    await _audit(rt, ctx, body, response)
+    await _audit(rt, ctx, body, source, response)
     return response
 
 
+def _skill_source(ctx: RequestContext, rt: Runtime, body: dict[str, Any]) -> _Source:
+    """Put the skill to bind in ctx.skill_header: body `skill` > X-Skill > the session.
+
+    Returns "check_body" or "session" when one of those chose it (None: X-Skill, or nothing,
+    and choose_skill then applies the no_skill policy).
+    """
+    if body.get("skill"):
+        ctx.skill_header = (body["skill"],)
+        return "check_body"
+    if ctx.skill_header or ctx.session_id is None or ctx.consumer is None:
+        return None
+    # Keyed by the authenticated consumer: another consumer's session is simply unknown.
+    known = rt.session_skills.lookup(ctx.consumer, ctx.session_id)
+    if known is None:
+        return None
+    ctx.skill_header = (known.ref,)  # the exact version the proxy enforced; entitlement rechecked
+    return "session"
+
+
+def _with_session(ctx: RequestContext, refusal: GatewayError) -> GatewayError:
+    """The no_skill refusal, saying why the session did not give a skill."""
+    if ctx.session_id is None:
+        why = "the check has no session_id"
+    else:
+        shown = ctx.session_id[:128].encode("ascii", "backslashreplace").decode()
+        why = (
+            f"session {shown!r} has no skill bound on this gateway (no request of it offering "
+            "tools has passed through this gateway process for this consumer, or it expired)"
+        )
+    message = f"{refusal.message}; no skill in the check body or X-Skill, and {why}"
+    return GatewayError(refusal.code, refusal.status, message, refusal.rule)
+
+
 async def _refuse(
-    rt: Runtime, ctx: RequestContext, body: dict[str, Any], refusal: GatewayError
+    rt: Runtime,
+    ctx: RequestContext,
+    body: dict[str, Any],
+    source: _Source,
+    refusal: GatewayError,
 ) -> Response:
     ctx.status = refusal.status
     rule = f" [rule: {refusal.rule}]" if refusal.rule else ""
     ctx.reasons.append(f"{refusal.code}: {refusal.message}{rule}")
     response = admin_error_response(refusal)
-    await _audit(rt, ctx, body, response)
+    await _audit(rt, ctx, body, source, response)
     return response
 
 
@@ -187,7 +233,7 @@ def _decide(resolved: ResolvedSkill, body: dict[str, Any]) -> Decision:
 
 
 async def _audit(
-    rt: Runtime, ctx: RequestContext, body: dict[str, Any], response: Response
+    rt: Runtime, ctx: RequestContext, body: dict[str, Any], source: _Source, response: Response
 ) -> None:
     """The check's one record: the proxy's record builder, marked as a tool_check (with the
     request and the answer when the operator stores bodies)."""
@@ -196,7 +242,7 @@ async def _audit(
         audit_record(ctx),
         kind="tool_check",
         decision="allow" if allowed else "deny",
-        bound_by=("check_body" if body.get("skill") else ctx.bound_by) if ctx.skill else None,
+        bound_by=(source or ctx.bound_by) if ctx.skill else None,
     )
     tool_use_id = body.get("tool_use_id")
     if tool_use_id and record.tool_calls:  # joins the hook's check with the proxy's record

@@ -81,7 +81,7 @@ def test_decision_table_over_http(gw: dict[str, Any], row: dict[str, Any]) -> No
     response = check(gw, body)
     assert response.status_code == 200, response.text
     answer = response.json()
-    assert set(answer) == {"decision", "rule", "reason", "skill", "skill_version"}
+    assert set(answer) == {"decision", "rule", "reason", "skill", "skill_version", "bound_by"}
     assert answer["decision"] == row["expect"], answer
     assert answer["skill"] == case_skill(row["id"]) and answer["skill_version"]
     assert answer["reason"] and answer["rule"]
