@@ -1,5 +1,10 @@
 """Claude Code PreToolUse hook: stdin JSON -> POST /v1/tool-calls/check -> hook answer.
 
+Which skill: with a fixed skill configured (--skill / SKILLWARDEN_SKILL) every call is checked
+against it. Without one the hook sends only the event's session_id, and the gateway checks the
+call against the skill its proxy last bound on that session (the `Skill` tool call the model
+made, else X-Skill, else the no_skill policy, which denies by default).
+
 Fail closed. Claude Code lets a tool call proceed when a hook exits with a code other than
 0/2 and prints no valid JSON, or times out, so every path here ends in a well-formed answer:
 
@@ -34,7 +39,7 @@ class HookConfig:
 
     gateway: str | None
     key: str | None
-    skill: str | None
+    skill: str | None  # None: follow the session's skill as the gateway's proxy bound it
     timeout: float = 10.0
     project_dir: str | None = None  # Claude Code sets $CLAUDE_PROJECT_DIR for hooks
     skill_dir: str | None = None  # ${CLAUDE_SKILL_DIR} of the skill, when rules use it
@@ -102,9 +107,14 @@ def _check_body(event: Mapping[str, Any], config: HookConfig) -> dict[str, Any]:
         raise _Deny("no gateway URL configured (--gateway or SKILLWARDEN_URL)")
     if not config.key:
         raise _Deny("no gateway API key configured (--key or SKILLWARDEN_API_KEY)")
-    if not config.skill:
-        raise _Deny("no skill configured (--skill or SKILLWARDEN_SKILL)")
-    body: dict[str, Any] = {"skill": config.skill, "tool": event["tool_name"]}
+    body: dict[str, Any] = {"tool": event["tool_name"]}
+    if config.skill:  # a fixed skill wins over the session's
+        body["skill"] = config.skill
+    elif not isinstance(event.get("session_id"), str) or not event["session_id"]:
+        raise _Deny(
+            "no skill configured (--skill or SKILLWARDEN_SKILL) and the hook input has no "
+            "session_id to follow the session's skill"
+        )
     if "tool_input" in event:  # absent: the gateway denies a call without input
         body["input"] = event["tool_input"]
     for name in ("cwd", "session_id", "tool_use_id"):  # cwd anchors relative paths
@@ -131,7 +141,12 @@ def _ask_gateway(
     except httpx.HTTPError as exc:
         raise _Deny(f"the gateway at {config.gateway} is unreachable ({_one_line(exc)})") from None
     if response.status_code != 200:
-        raise _Deny(f"the gateway answered HTTP {response.status_code}: {_error_text(response)}")
+        text = f"the gateway answered HTTP {response.status_code}: {_error_text(response)}"
+        if "skill" not in body:  # the gateway's message says why the session gave no skill
+            text += (
+                f" (no --skill set: the check followed session {str(body['session_id'])[:128]!r})"
+            )
+        raise _Deny(text)
     try:
         answer = response.json()
     except ValueError:
@@ -144,7 +159,7 @@ def _ask_gateway(
 def _result(answer: Mapping[str, Any], body: Mapping[str, Any]) -> HookResult:
     if answer["decision"] == "allow":
         return HookResult("")  # no output: Claude Code's normal permission flow continues
-    skill = answer.get("skill") or body["skill"]
+    skill = answer.get("skill") or body.get("skill") or "(the session's skill)"
     version = answer.get("skill_version")
     ref = f"{skill}@{version}" if version else str(skill)
     rule = str(answer.get("rule") or "allowed-tools")

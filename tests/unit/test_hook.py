@@ -141,12 +141,48 @@ def test_malformed_stdin_denies_without_asking(stdin: bytes, expected: str) -> N
     [
         (HookConfig(None, "k", "s"), "no gateway URL configured"),
         (HookConfig("http://gw.test", None, "s"), "no gateway API key configured"),
-        (HookConfig("http://gw.test", "k", ""), "no skill configured"),
     ],
 )
 def test_missing_configuration_denies(config: HookConfig, expected: str) -> None:
     reason = reason_of(run_hook(BASH, config, transport=transport(body={"decision": "allow"})))
     assert expected in reason
+
+
+def test_without_a_skill_the_check_follows_the_session() -> None:
+    seen: list[httpx.Request] = []
+    config = HookConfig("http://gw.test", "sk-sw-test", None)
+    result = run_hook(BASH, config, transport=transport(body={"decision": "allow"}, seen=seen))
+    assert result == HookResult("")
+    sent = json.loads(seen[0].content)
+    assert "skill" not in sent
+    assert sent["session_id"] == json.loads(BASH)["session_id"]
+
+
+def test_without_a_skill_the_deny_names_the_session_skill() -> None:
+    answer = {"decision": "deny", "rule": "code-review@2 allowed-tools", "reason": "no Write",
+              "skill": "code-review", "skill_version": "2", "bound_by": "session"}  # fmt: skip
+    config = HookConfig("http://gw.test", "sk-sw-test", None)
+    reason = reason_of(run_hook(BASH, config, transport=transport(body=answer)))
+    assert reason == "Skillwarden code-review@2 allowed-tools: no Write"
+
+
+def test_without_a_skill_a_refusal_names_the_session() -> None:
+    error = {"error": {"code": "unknown_skill", "message": "no skill is active"}}
+    config = HookConfig("http://gw.test", "sk-sw-test", None)
+    reason = reason_of(run_hook(BASH, config, transport=transport(403, error)))
+    assert "HTTP 403: unknown_skill: no skill is active" in reason
+    assert "fail closed" in reason and json.loads(BASH)["session_id"] in reason
+
+
+@pytest.mark.parametrize("session", [None, "", 7])
+def test_without_a_skill_or_a_session_denies_without_asking(session: object) -> None:
+    seen: list[httpx.Request] = []
+    event = {**json.loads(BASH), "session_id": session}
+    config = HookConfig("http://gw.test", "sk-sw-test", None)
+    stdin = json.dumps(event).encode()
+    reason = reason_of(run_hook(stdin, config, transport=transport(body={}, seen=seen)))
+    assert "no skill configured" in reason and "no session_id" in reason
+    assert seen == []
 
 
 def test_missing_tool_input_is_sent_without_input() -> None:
