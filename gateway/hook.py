@@ -20,6 +20,7 @@ Fail closed. Claude Code lets a tool call proceed when a hook exits with a code 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ __all__ = ["CHECK_PATH", "HookConfig", "HookResult", "deny_output", "run_hook"]
 CHECK_PATH = "/v1/tool-calls/check"
 _MAX_STDIN = 16 * 1024 * 1024  # Write/Edit inputs carry whole files; beyond this, deny
 _ANCHOR_FIELDS = ("project_dir", "skill_dir", "home")
+_SESSION_TOKEN = re.compile(r"[!-~]{1,128}")  # printable ASCII, as the proxy keeps it
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +136,7 @@ def _ask_gateway(
     url = config.gateway.rstrip("/") + CHECK_PATH
     try:
         with httpx.Client(timeout=config.timeout, transport=transport) as client:
-            response = client.post(url, json=body, headers={"x-api-key": config.key})
+            response = client.post(url, json=body, headers=_headers(body, config.key))
     except httpx.TimeoutException:
         timeout = f"did not answer within {config.timeout}s"
         raise _Deny(f"the gateway at {config.gateway} {timeout}") from None
@@ -154,6 +156,17 @@ def _ask_gateway(
     if not isinstance(answer, dict) or answer.get("decision") not in ("allow", "deny"):
         raise _Deny("the gateway's answer has no allow/deny decision")
     return answer
+
+
+def _headers(body: Mapping[str, Any], key: str) -> dict[str, str]:
+    """The key, and the session id as Claude Code's model requests send it, so that a load
+    balancer can route the check to the replica that saw the session (when it is a plain
+    token: anything else stays in the body only)."""
+    headers = {"x-api-key": key}
+    session = body.get("session_id")
+    if isinstance(session, str) and _SESSION_TOKEN.fullmatch(session):
+        headers["x-claude-code-session-id"] = session
+    return headers
 
 
 def _result(answer: Mapping[str, Any], body: Mapping[str, Any]) -> HookResult:

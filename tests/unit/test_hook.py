@@ -156,6 +156,16 @@ def test_without_a_skill_the_check_follows_the_session() -> None:
     sent = json.loads(seen[0].content)
     assert "skill" not in sent
     assert sent["session_id"] == json.loads(BASH)["session_id"]
+    # In a header too, for a load balancer that routes a session to one replica.
+    assert seen[0].headers["x-claude-code-session-id"] == sent["session_id"]
+
+
+def test_an_odd_session_id_stays_in_the_body() -> None:
+    seen: list[httpx.Request] = []
+    stdin = json.dumps({**json.loads(BASH), "session_id": "a b\u00e9"}).encode()
+    run_hook(stdin, CONFIG, transport=transport(body={"decision": "allow"}, seen=seen))
+    assert json.loads(seen[0].content)["session_id"] == "a b\u00e9"
+    assert "x-claude-code-session-id" not in seen[0].headers
 
 
 def test_without_a_skill_the_deny_names_the_session_skill() -> None:
