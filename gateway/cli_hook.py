@@ -33,7 +33,8 @@ def _hooks() -> None:
 
 @hook_app.command(
     "claude-code",
-    epilog="Example (settings.json): skillwarden hook claude-code --skill code-review || exit 2",
+    epilog="Example (settings.json): skillwarden hook claude-code || exit 2   (follows the"
+    " session's skill; add --skill code-review to check against one fixed skill)",
 )
 def claude_code_hook(
     gateway: Annotated[
@@ -46,7 +47,12 @@ def claude_code_hook(
     ] = None,
     skill: Annotated[
         str | None,
-        typer.Option("--skill", envvar="SKILLWARDEN_SKILL", help="Skill: name or name@version."),
+        typer.Option(
+            "--skill",
+            envvar="SKILLWARDEN_SKILL",
+            help="A fixed skill (name or name@version); default: the skill the gateway bound"
+            " on this Claude Code session's latest model request.",
+        ),
     ] = None,
     timeout: Annotated[
         float,
