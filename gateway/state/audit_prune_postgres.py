@@ -14,7 +14,12 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.state.audit_chain import Checkpoint
-from gateway.state.audit_retention import PRUNE_CHUNK_ROWS, PruneResult, check_prefix
+from gateway.state.audit_retention import (
+    PRUNE_CHUNK_ROWS,
+    PruneResult,
+    check_prefix,
+    checkpoint_of,
+)
 
 __all__ = ["CHECKPOINT_SCHEMA", "newest_checkpoint", "prune_postgres"]
 
@@ -66,14 +71,7 @@ async def prune_postgres(
             on_progress(deleted)
     async with pool.connection() as conn:
         newest = await newest_checkpoint(conn)
-    return PruneResult(
-        cutoff,
-        False,
-        deleted,
-        chunks,
-        None if newest is None else newest.seq,
-        None if newest is None else newest.hash,
-    )
+    return PruneResult(cutoff, False, deleted, chunks, *checkpoint_of(newest))
 
 
 async def _preview(
@@ -82,7 +80,7 @@ async def _preview(
     """(records a prune would delete, checkpoint seq and hash it would leave)."""
     newest = await newest_checkpoint(conn)
     if target is None or (newest is not None and newest.seq >= target):
-        return 0, None if newest is None else newest.seq, None if newest is None else newest.hash
+        return 0, *checkpoint_of(newest)
     cur = await conn.execute(
         "SELECT count(*), max(hash) FILTER (WHERE seq = %s) FROM audit_records WHERE seq <= %s",
         (target, target),

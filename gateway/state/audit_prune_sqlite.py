@@ -13,7 +13,12 @@ from datetime import UTC, datetime
 
 from gateway.state.audit import format_ts, parse_ts
 from gateway.state.audit_chain import Checkpoint
-from gateway.state.audit_retention import PRUNE_CHUNK_ROWS, PruneResult, check_prefix
+from gateway.state.audit_retention import (
+    PRUNE_CHUNK_ROWS,
+    PruneResult,
+    check_prefix,
+    checkpoint_of,
+)
 from skills_registry.store_sqlite import SqliteDatabase, transaction
 
 __all__ = ["CHECKPOINT_SCHEMA", "newest_checkpoint", "prune_sqlite"]
@@ -65,14 +70,7 @@ async def prune_sqlite(
         if on_progress is not None:
             on_progress(deleted)
     newest = await reader.run(newest_checkpoint)
-    return PruneResult(
-        cutoff,
-        False,
-        deleted,
-        chunks,
-        None if newest is None else newest.seq,
-        None if newest is None else newest.hash,
-    )
+    return PruneResult(cutoff, False, deleted, chunks, *checkpoint_of(newest))
 
 
 def _last_seq_before(conn: sqlite3.Connection, cutoff: datetime) -> int | None:
@@ -86,7 +84,7 @@ def _preview(conn: sqlite3.Connection, target: int | None) -> tuple[int, int | N
     """(records a prune would delete, checkpoint seq and hash it would leave)."""
     newest = newest_checkpoint(conn)
     if target is None or (newest is not None and newest.seq >= target):
-        return 0, None if newest is None else newest.seq, None if newest is None else newest.hash
+        return 0, *checkpoint_of(newest)
     (count,) = conn.execute(
         "SELECT count(*) FROM audit_records WHERE seq <= ?", (target,)
     ).fetchone()

@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from gateway.state.audit import AuditStore
+from gateway.state.audit_chain import Checkpoint
 
 __all__ = [
     "PRUNE_CHUNK_ROWS",
     "PruneRefused",
     "PruneResult",
     "check_prefix",
+    "checkpoint_of",
     "retention",
     "retention_cutoff",
 ]
@@ -44,6 +46,11 @@ class PruneResult:
     chunks: int  # transactions used (0 on a dry run)
     checkpoint_seq: int | None  # newest checkpoint afterwards (dry run: where it would be)
     checkpoint_hash: str | None
+
+
+def checkpoint_of(newest: Checkpoint | None) -> tuple[int | None, str | None]:
+    """(seq, hash) of a checkpoint, or (None, None) when there is none."""
+    return (None, None) if newest is None else (newest.seq, newest.hash)
 
 
 class PruneRefused(Exception):
